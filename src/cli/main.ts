@@ -1,0 +1,78 @@
+#!/usr/bin/env node
+/** The `llama-smart-proxy` command. */
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError } from '../config/index.js';
+import { BuildError } from '../llamacpp/index.js';
+import { PACKAGE_VERSION } from '../util/version.js';
+import { doctorCommand } from './doctor.js';
+import { makeModelCommand } from './make-model.js';
+import { serveCommand } from './serve.js';
+import { setupCommand } from './setup.js';
+
+function intArg(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+}
+
+const program = new Command()
+  .name('llama-smart-proxy')
+  .description('One OpenAI-compatible endpoint for many GGUF models, each run by llama.cpp llama-server on demand.')
+  .version(PACKAGE_VERSION);
+
+program
+  .command('serve')
+  .description('start the proxy (with no config file: the built-in demo model)')
+  .option('-c, --config <file>', 'configuration file (YAML or JSON); default ./llama-smart-proxy.yaml if present')
+  .option('--host <addr>', 'listen address (overrides the config and LLAMA_SMART_PROXY_HOST)')
+  .option('--port <n>', 'listen port (overrides the config and LLAMA_SMART_PROXY_PORT)', intArg('port', 0, 65535))
+  .action(serveCommand);
+
+program
+  .command('setup')
+  .description('find llama-server, or build the managed one (cmake) into the cache')
+  .option('-c, --config <file>', 'configuration file')
+  .option('--force', 'rebuild the managed llama-server even if one is found')
+  .option('--backend <auto|cpu|cuda>', 'backend of the managed build')
+  .action(setupCommand);
+
+program
+  .command('doctor')
+  .description('print the llama-server found, its version and devices, GPUs, cache folder')
+  .option('-c, --config <file>', 'configuration file')
+  .option('--json', 'machine-readable output')
+  .action(doctorCommand);
+
+program
+  .command('make-model')
+  .description('write a generated GGUF: a tiny runnable model, or a sparse replica of a real architecture')
+  .argument('<out>', 'file to write')
+  .option('--seed <n>', 'seed of the tiny model\'s weights', intArg('seed'), 1)
+  .option('--layers <n>', 'tiny model: layers', intArg('layers', 1, 256))
+  .option('--embd <n>', 'tiny model: embedding size (multiple of 32)', intArg('embd', 32, 65536))
+  .option('--preset <id>', 'write a sparse replica of this architecture instead (see --list)')
+  .option('--quant <type>', 'replica quantization: F16, Q8_0 or Q4_K_M', 'Q4_K_M')
+  .option('--list', 'list the replica presets and exit')
+  .action(makeModelCommand);
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(2);
+    }
+    if (err instanceof BuildError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exit(3);
+    }
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(`error: ${e.code === 'EADDRINUSE' ? `address in use: ${e.message}` : e.message}\n`);
+    process.exit(1);
+  }
+}
+
+void main();

@@ -1,0 +1,41 @@
+import { loadConfig } from '../config/index.js';
+import { startProxy } from '../server.js';
+import { DEMO_ALIAS } from '../models/demo.js';
+
+export interface ServeFlags {
+  config?: string;
+  host?: string;
+  port?: number;
+}
+
+/** Runs the proxy until SIGINT/SIGTERM; every instance is stopped before the process exits. */
+export async function serveCommand(flags: ServeFlags): Promise<void> {
+  const overrides = { ...(flags.host !== undefined ? { host: flags.host } : {}), ...(flags.port !== undefined ? { port: flags.port } : {}) };
+  const config = loadConfig({ ...(flags.config ? { file: flags.config } : {}), overrides });
+  const proxy = await startProxy(config);
+  const models = Object.keys(proxy.config.models);
+  const say = (line: string) => process.stderr.write(`${line}\n`);
+  say(`\nllama-smart-proxy listening on ${proxy.url}`);
+  say(`  llama-server: ${proxy.tools.server} (${proxy.tools.source})`);
+  say(`  models: ${models.length ? models.join(', ') : '(none configured; requests may name .gguf files in ' + proxy.config.modelsDir + ')'}`);
+  if (proxy.demo) say(`  no config file found: serving the built-in demo model as "${DEMO_ALIAS}" (random weights, gibberish answers)`);
+  const example = models[0] ?? 'MODEL';
+  say(`\ntry:\n  curl ${proxy.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{"model": "${example}", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}'\n`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    proxy.app.log.info({ signal }, 'shutting down: stopping every instance');
+    proxy.close().then(
+      () => process.exit(0),
+      (err: Error) => {
+        proxy.app.log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => stop('SIGHUP'));
+}

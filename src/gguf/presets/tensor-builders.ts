@@ -1,0 +1,125 @@
+/**
+ * Tensor tables of the replicated architectures: names and shapes exactly as the matching
+ * llama.cpp loader (src/models/<arch>.cpp, load_arch_tensors) expects them. Optional tensors
+ * appear only where the real conversions contain them (e.g. Qwen2's q/k/v biases).
+ */
+
+import type { ModelHparams, TensorDims } from './types.js';
+
+const blk = (i: number, name: string): string => `blk.${i}.${name}`;
+
+/** token_embd, output_norm and, unless tied, output. */
+function embeddings(h: ModelHparams): TensorDims[] {
+  const out: TensorDims[] = [
+    { name: 'token_embd.weight', dims: [h.embd, h.vocabSize] },
+    { name: 'output_norm.weight', dims: [h.embd] },
+  ];
+  if (!h.tiedEmbeddings) out.push({ name: 'output.weight', dims: [h.embd, h.vocabSize] });
+  return out;
+}
+
+/** Separate q/k/v projections and the output projection. */
+function attention(h: ModelHparams, i: number, withBias = false): TensorDims[] {
+  const q = h.heads * h.headDim;
+  const kv = h.headsKv * h.headDim;
+  const out: TensorDims[] = [
+    { name: blk(i, 'attn_q.weight'), dims: [h.embd, q] },
+    { name: blk(i, 'attn_k.weight'), dims: [h.embd, kv] },
+    { name: blk(i, 'attn_v.weight'), dims: [h.embd, kv] },
+  ];
+  if (withBias) {
+    out.push(
+      { name: blk(i, 'attn_q.bias'), dims: [q] },
+      { name: blk(i, 'attn_k.bias'), dims: [kv] },
+      { name: blk(i, 'attn_v.bias'), dims: [kv] },
+    );
+  }
+  out.push({ name: blk(i, 'attn_output.weight'), dims: [q, h.embd] });
+  return out;
+}
+
+function denseFfn(h: ModelHparams, i: number): TensorDims[] {
+  return [
+    { name: blk(i, 'ffn_gate.weight'), dims: [h.embd, h.ff] },
+    { name: blk(i, 'ffn_up.weight'), dims: [h.embd, h.ff] },
+    { name: blk(i, 'ffn_down.weight'), dims: [h.ff, h.embd] },
+  ];
+}
+
+/** Router plus the experts merged into one 3-D tensor per projection. */
+function moeFfn(h: ModelHparams, i: number): TensorDims[] {
+  const ff = h.expertFf ?? h.ff;
+  const n = h.expertCount;
+  return [
+    { name: blk(i, 'ffn_gate_inp.weight'), dims: [h.embd, n] },
+    { name: blk(i, 'ffn_gate_exps.weight'), dims: [h.embd, ff, n] },
+    { name: blk(i, 'ffn_up_exps.weight'), dims: [h.embd, ff, n] },
+    { name: blk(i, 'ffn_down_exps.weight'), dims: [ff, h.embd, n] },
+  ];
+}
+
+const norm = (i: number, name: string, h: ModelHparams): TensorDims => ({ name: blk(i, `${name}.weight`), dims: [h.embd] });
+
+function layers(h: ModelHparams, layer: (i: number) => TensorDims[]): TensorDims[] {
+  const out = embeddings(h);
+  for (let i = 0; i < h.layers; i++) out.push(...layer(i));
+  return out;
+}
+
+/** LLM_ARCH_LLAMA: Llama, Mistral, and Mixtral when expertCount > 0. */
+export function llamaTensors(h: ModelHparams): TensorDims[] {
+  return layers(h, (i) => [
+    norm(i, 'attn_norm', h),
+    ...attention(h, i),
+    norm(i, 'ffn_norm', h),
+    ...(h.expertCount > 0 ? moeFfn(h, i) : denseFfn(h, i)),
+  ]);
+}
+
+/** LLM_ARCH_QWEN2: q/k/v carry biases. */
+export function qwen2Tensors(h: ModelHparams): TensorDims[] {
+  return layers(h, (i) => [
+    norm(i, 'attn_norm', h),
+    ...attention(h, i, true),
+    norm(i, 'ffn_norm', h),
+    ...denseFfn(h, i),
+  ]);
+}
+
+/** LLM_ARCH_QWEN3MOE: per-head q/k RMS norms, 128 merged experts, no shared expert. */
+export function qwen3moeTensors(h: ModelHparams): TensorDims[] {
+  return layers(h, (i) => [
+    norm(i, 'attn_norm', h),
+    ...attention(h, i),
+    { name: blk(i, 'attn_k_norm.weight'), dims: [h.headDim] },
+    { name: blk(i, 'attn_q_norm.weight'), dims: [h.headDim] },
+    norm(i, 'ffn_norm', h),
+    ...moeFfn(h, i),
+  ]);
+}
+
+/** LLM_ARCH_GEMMA2: norms after attention and FFN as well; output tied to token_embd. */
+export function gemma2Tensors(h: ModelHparams): TensorDims[] {
+  return layers(h, (i) => [
+    norm(i, 'attn_norm', h),
+    ...attention(h, i),
+    norm(i, 'post_attention_norm', h),
+    norm(i, 'ffn_norm', h),
+    ...denseFfn(h, i),
+    norm(i, 'post_ffw_norm', h),
+  ]);
+}
+
+/** LLM_ARCH_PHI3: fused attn_qkv and a fused gate+up projection of width 2*ff. */
+export function phi3Tensors(h: ModelHparams): TensorDims[] {
+  const q = h.heads * h.headDim;
+  const kv = h.headsKv * h.headDim;
+  return layers(h, (i) => [
+    norm(i, 'attn_norm', h),
+    { name: blk(i, 'attn_qkv.weight'), dims: [h.embd, q + 2 * kv] },
+    { name: blk(i, 'attn_output.weight'), dims: [q, h.embd] },
+    norm(i, 'ffn_norm', h),
+    { name: blk(i, 'ffn_up.weight'), dims: [h.embd, 2 * h.ff] },
+    { name: blk(i, 'ffn_down.weight'), dims: [h.ff, h.embd] },
+  ]);
+}

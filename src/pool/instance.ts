@@ -1,0 +1,199 @@
+/**
+ * One llama-server process serving one model: spawn (own process group, under the watchdog), readiness
+ * (poll /health until 200), stop (SIGTERM to the group, SIGKILL after a timeout), last log lines kept.
+ * It knows nothing of HTTP routes or of the pool's decisions.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { watchdogCommand } from '../llamacpp/watchdog.js';
+import { RingBuffer } from '../util/ring-buffer.js';
+
+export type InstanceState = 'starting' | 'ready' | 'stopping' | 'stopped' | 'failed';
+
+export interface InstanceSpec {
+  /** Unique id of this instance ("tiny-a#3"). */
+  id: string;
+  modelId: string;
+  binary: string;
+  host: string;
+  port: number;
+  /** Full argument list for llama-server (host and port included). */
+  args: string[];
+  startTimeoutMs: number;
+  stopTimeoutMs: number;
+  logLines?: number;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** True when the proxy asked for it (stop), false for a crash. */
+  expected: boolean;
+}
+
+export class InstanceError extends Error {
+  constructor(
+    message: string,
+    readonly logTail: string[],
+  ) {
+    super(message);
+    this.name = 'InstanceError';
+  }
+}
+
+const HEALTH_POLL_MS = 50;
+
+export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceState] }> {
+  state: InstanceState = 'starting';
+  readonly logs: RingBuffer<string>;
+  readonly createdAt = Date.now();
+  readyAt: number | undefined;
+  exit: ExitInfo | undefined;
+  failure: string | undefined;
+  private child: ChildProcess | undefined;
+  private exited: Promise<ExitInfo> | undefined;
+  private stopRequested = false;
+
+  constructor(readonly spec: InstanceSpec) {
+    super();
+    this.logs = new RingBuffer(spec.logLines ?? 400);
+  }
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  get url(): string {
+    const host = this.spec.host.includes(':') ? `[${this.spec.host}]` : this.spec.host;
+    return `http://${host}:${this.spec.port}`;
+  }
+
+  private setState(state: InstanceState): void {
+    this.state = state;
+    this.emit('state', state);
+  }
+
+  /** Starts the process and resolves when it answers /health with 200; rejects with InstanceError otherwise. */
+  async start(): Promise<void> {
+    if (this.child) throw new Error(`instance ${this.id} already started`);
+    const { command, args } = watchdogCommand(this.spec.binary, this.spec.args);
+    const child = spawn(command, args, {
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: this.spec.env ?? process.env,
+    });
+    this.child = child;
+    // The watchdog's pipe: never written, closed only when this process dies.
+    child.stdin?.on('error', () => {});
+    this.captureLogs(child);
+    this.exited = new Promise<ExitInfo>((resolve) => {
+      child.once('exit', (code, signal) => {
+        const info: ExitInfo = { code, signal, expected: this.stopRequested };
+        this.exit = info;
+        // Reap the watcher left in the group (and anything else llama-server may have forked).
+        this.killGroup('SIGKILL');
+        child.stdin?.destroy();
+        if (!this.stopRequested && this.state !== 'failed') {
+          this.failure = `llama-server exited unexpectedly (${describeExit(info)})`;
+          this.setState('failed');
+        } else if (this.stopRequested) {
+          this.setState('stopped');
+        }
+        this.emit('exit', info);
+        resolve(info);
+      });
+    });
+    child.once('error', (err) => {
+      this.failure = `cannot start ${this.spec.binary}: ${err.message}`;
+      this.logs.push(this.failure);
+    });
+
+    const deadline = Date.now() + this.spec.startTimeoutMs;
+    while (Date.now() < deadline) {
+      if (this.exit) {
+        const message = `llama-server for ${this.spec.modelId} exited while loading (${describeExit(this.exit)})`;
+        this.failure = this.failure ?? message;
+        this.setState('failed');
+        throw new InstanceError(`${message}: ${this.logs.last(8).join(' | ')}`, this.logs.last(40));
+      }
+      if (this.stopRequested) throw new InstanceError(`instance ${this.id} was stopped while loading`, this.logs.last(20));
+      if (await this.healthy()) {
+        this.readyAt = Date.now();
+        this.setState('ready');
+        return;
+      }
+      await sleep(HEALTH_POLL_MS);
+    }
+    this.failure = `llama-server for ${this.spec.modelId} was not ready after ${this.spec.startTimeoutMs} ms`;
+    this.setState('failed');
+    await this.stop();
+    throw new InstanceError(this.failure, this.logs.last(40));
+  }
+
+  private async healthy(): Promise<boolean> {
+    try {
+      const res = await request(`${this.url}/health`, { method: 'GET', headersTimeout: 1000, bodyTimeout: 1000 });
+      await res.body.dump();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }
+
+  private captureLogs(child: ChildProcess): void {
+    for (const stream of [child.stdout, child.stderr]) {
+      if (!stream) continue;
+      let pending = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        const lines = (pending + chunk).split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) if (line.trim()) this.logs.push(line);
+      });
+    }
+  }
+
+  private killGroup(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // The group is already gone.
+    }
+  }
+
+  /** SIGTERM to the process group, SIGKILL after the stop timeout. Resolves when the process has exited. */
+  async stop(): Promise<ExitInfo | undefined> {
+    if (!this.child || !this.exited) {
+      this.setState('stopped');
+      return undefined;
+    }
+    if (this.exit) return this.exit;
+    this.stopRequested = true;
+    if (this.state !== 'failed') this.setState('stopping');
+    this.killGroup('SIGTERM');
+    const timer = setTimeout(() => this.killGroup('SIGKILL'), this.spec.stopTimeoutMs);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Resolves when the process exits (for whatever reason). */
+  waitExit(): Promise<ExitInfo> | undefined {
+    return this.exited;
+  }
+}
+
+export function describeExit(info: ExitInfo): string {
+  return info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`;
+}

@@ -1,0 +1,37 @@
+/** Turns a resolved model and a port into an Instance of the chosen llama-server. */
+import type { Config } from '../config/index.js';
+import { serverFlags } from '../llamacpp/flags.js';
+import type { ResolvedModel } from '../models/index.js';
+import { Instance } from './instance.js';
+import type { InstanceLauncher } from './pool.js';
+
+export const INSTANCE_HOST = '127.0.0.1';
+
+export class LlamaServerLauncher implements InstanceLauncher {
+  constructor(
+    private readonly binary: string,
+    private readonly config: Pick<Config, 'llamaServer'>,
+  ) {}
+
+  launch(model: ResolvedModel, port: number, instanceId: string): Instance {
+    const args = serverFlags({
+      file: model.file,
+      alias: model.id,
+      host: INSTANCE_HOST,
+      port,
+      ctx: model.ctx,
+      parallel: model.parallel,
+      extraArgs: [...this.config.llamaServer.extraArgs, ...model.args],
+    });
+    return new Instance({
+      id: instanceId,
+      modelId: model.id,
+      binary: this.binary,
+      host: INSTANCE_HOST,
+      port,
+      args,
+      startTimeoutMs: this.config.llamaServer.startTimeout * 1000,
+      stopTimeoutMs: this.config.llamaServer.stopTimeout * 1000,
+    });
+  }
+}

@@ -1,0 +1,354 @@
+/**
+ * The pool: owns the instances, queues requests, and applies the plans of `planSchedule` (pure). Every
+ * decision and the bookkeeping it changes happen in one synchronous block (no await in between), so Node's
+ * single event loop keeps the state consistent without locks.
+ */
+import { EventEmitter } from 'node:events';
+import type { ResolvedModel } from '../models/index.js';
+import { PoolError } from './errors.js';
+import { describeExit, type ExitInfo, type Instance } from './instance.js';
+import { planSchedule, type EntryState } from './schedule.js';
+
+/** Creates (does not start) the process for a model on a port. */
+export interface InstanceLauncher {
+  launch(model: ResolvedModel, port: number, instanceId: string): Instance;
+}
+
+export interface PortSource {
+  acquire(): Promise<number>;
+  release(port: number): void;
+}
+
+export interface PoolOptions {
+  capacity: number;
+  maxQueue: number;
+  queueTimeoutMs: number;
+  launcher: InstanceLauncher;
+  ports: PortSource;
+  /** Failures of one model within `failureWindowMs` after which its requests get 503 instead of a new start. */
+  failureLimit?: number;
+  failureWindowMs?: number;
+  /** How often idle TTLs are checked. */
+  sweepIntervalMs?: number;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+interface Entry {
+  instanceId: string;
+  model: ResolvedModel;
+  instance: Instance | undefined;
+  port: number | undefined;
+  state: EntryState;
+  inFlight: number;
+  lastUsed: number;
+  startedAt: number;
+}
+
+interface Waiter {
+  model: ResolvedModel;
+  enqueuedAt: number;
+  resolve: (lease: Lease) => void;
+  reject: (err: Error) => void;
+  cleanup: () => void;
+}
+
+export interface Lease {
+  readonly instance: Instance;
+  readonly model: ResolvedModel;
+  /** Marks the request finished; idempotent. */
+  release(): void;
+}
+
+export interface InstanceInfo {
+  id: string;
+  modelId: string;
+  file: string;
+  state: EntryState;
+  port: number | undefined;
+  pid: number | undefined;
+  url: string | undefined;
+  inFlight: number;
+  lastUsed: number;
+  startedAt: number;
+  readyAt: number | undefined;
+  pinned: boolean;
+  ttl: number;
+}
+
+interface FailureRecord {
+  times: number[];
+  reason: string;
+}
+
+export class Pool extends EventEmitter {
+  private readonly entries = new Map<string, Entry>();
+  private queue: Waiter[] = [];
+  private readonly failures = new Map<string, FailureRecord>();
+  private nextId = 1;
+  private closed = false;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly log: NonNullable<PoolOptions['log']>;
+
+  constructor(private readonly options: PoolOptions) {
+    super();
+    this.log = options.log ?? (() => {});
+    this.sweeper = setInterval(() => this.sweepIdle(), options.sweepIntervalMs ?? 1000);
+    this.sweeper.unref();
+  }
+
+  get capacity(): number {
+    return this.options.capacity;
+  }
+
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Waits until an instance serving `model` is ready and returns a lease on it. */
+  acquire(model: ResolvedModel, signal?: AbortSignal): Promise<Lease> {
+    if (this.closed) return Promise.reject(new PoolError(503, 'shutting_down', 'the proxy is shutting down'));
+    const blocked = this.backoff(model.id);
+    if (blocked) return Promise.reject(blocked);
+    if (this.queue.length >= this.options.maxQueue) {
+      return Promise.reject(
+        new PoolError(503, 'queue_full', `too many requests waiting (${this.queue.length}, pool.maxQueue ${this.options.maxQueue})`, 1),
+      );
+    }
+    return new Promise<Lease>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.removeWaiter(waiter);
+        const secs = Math.round(this.options.queueTimeoutMs / 1000);
+        reject(new PoolError(503, 'queue_timeout', `no instance for "${model.id}" became available within ${secs} s (pool.queueTimeout); all ${this.options.capacity} slots are busy`, Math.max(1, secs)));
+      }, this.options.queueTimeoutMs);
+      const onAbort = () => {
+        this.removeWaiter(waiter);
+        reject(new PoolError(499, 'client_closed', 'the client went away while waiting'));
+      };
+      const waiter: Waiter = {
+        model,
+        enqueuedAt: Date.now(),
+        resolve,
+        reject,
+        cleanup: () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.queue.push(waiter);
+      this.schedule();
+    });
+  }
+
+  private removeWaiter(waiter: Waiter): void {
+    waiter.cleanup();
+    this.queue = this.queue.filter((w) => w !== waiter);
+  }
+
+  private backoff(modelId: string): PoolError | undefined {
+    const record = this.failures.get(modelId);
+    if (!record) return undefined;
+    const window = this.options.failureWindowMs ?? 60_000;
+    const limit = this.options.failureLimit ?? 3;
+    const now = Date.now();
+    record.times = record.times.filter((t) => now - t < window);
+    if (record.times.length < limit) return undefined;
+    const retryAfter = Math.max(1, Math.ceil((record.times[0]! + window - now) / 1000));
+    return new PoolError(
+      503,
+      'model_failing',
+      `model "${modelId}" failed ${record.times.length} times in the last ${Math.round(window / 1000)} s (last: ${record.reason}); not retrying for ${retryAfter} s`,
+      retryAfter,
+    );
+  }
+
+  private recordFailure(modelId: string, reason: string): void {
+    const record = this.failures.get(modelId) ?? { times: [], reason };
+    record.times.push(Date.now());
+    record.reason = reason;
+    this.failures.set(modelId, record);
+  }
+
+  /** Runs the pure planner on the current state and applies its plan. */
+  private schedule(): void {
+    if (this.closed) return;
+    const entries = [...this.entries.values()];
+    const plan = planSchedule({
+      capacity: this.options.capacity,
+      entries: entries.map((e) => ({ instanceId: e.instanceId, modelId: e.model.id, state: e.state, inFlight: e.inFlight, lastUsed: e.lastUsed, pinned: e.model.pinned })),
+      waiters: this.queue.map((w) => w.model.id),
+    });
+    const served = new Set<number>();
+    for (const { waiter: index, instanceId } of plan.serve) {
+      const waiter = this.queue[index];
+      const entry = this.entries.get(instanceId);
+      if (!waiter || !entry?.instance) continue;
+      served.add(index);
+      waiter.cleanup();
+      waiter.resolve(this.lease(entry, entry.instance, waiter.model));
+    }
+    if (served.size > 0) this.queue = this.queue.filter((_, i) => !served.has(i));
+    for (const instanceId of plan.evict) {
+      const entry = this.entries.get(instanceId);
+      if (entry) void this.stopEntry(entry, 'evicted to make room');
+    }
+    for (const modelId of plan.start) {
+      const waiter = this.queue.find((w) => w.model.id === modelId);
+      if (waiter) this.startEntry(waiter.model);
+    }
+  }
+
+  private lease(entry: Entry, instance: Instance, model: ResolvedModel): Lease {
+    entry.inFlight++;
+    entry.lastUsed = Date.now();
+    let released = false;
+    return {
+      instance,
+      model,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.inFlight--;
+        entry.lastUsed = Date.now();
+        this.schedule();
+      },
+    };
+  }
+
+  private startEntry(model: ResolvedModel): Entry {
+    const entry: Entry = {
+      instanceId: `i${this.nextId++}`,
+      model,
+      instance: undefined,
+      port: undefined,
+      state: 'starting',
+      inFlight: 0,
+      lastUsed: Date.now(),
+      startedAt: Date.now(),
+    };
+    this.entries.set(entry.instanceId, entry);
+    void this.runStart(entry);
+    return entry;
+  }
+
+  private async runStart(entry: Entry): Promise<void> {
+    const { model } = entry;
+    const startedAt = Date.now();
+    try {
+      entry.port = await this.options.ports.acquire();
+      if (entry.state !== 'starting') throw new Error('stopped while starting');
+      const instance = this.options.launcher.launch(model, entry.port, entry.instanceId);
+      entry.instance = instance;
+      instance.on('exit', (info) => this.onExit(entry, info));
+      this.log('starting instance', { instance: entry.instanceId, model: model.id, port: entry.port });
+      await instance.start();
+      if (entry.state !== 'starting') return; // stopped while loading
+      entry.state = 'ready';
+      entry.lastUsed = Date.now();
+      this.log('instance ready', { instance: entry.instanceId, model: model.id, pid: instance.pid, loadMs: Date.now() - startedAt });
+      this.emit('ready', entry.instanceId);
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.log('instance failed to start', { instance: entry.instanceId, model: model.id, reason });
+      this.recordFailure(model.id, reason);
+      this.removeEntry(entry);
+      const failed = this.queue.filter((w) => w.model.id === model.id);
+      this.queue = this.queue.filter((w) => w.model.id !== model.id);
+      for (const w of failed) {
+        w.cleanup();
+        w.reject(new PoolError(502, 'model_load_failed', `model "${model.id}" failed to load: ${reason}`));
+      }
+    }
+    this.schedule();
+  }
+
+  private onExit(entry: Entry, info: ExitInfo): void {
+    if (info.expected || entry.state === 'starting') return; // a stop, or a failed load handled by runStart
+    const reason = `llama-server for "${entry.model.id}" (pid ${entry.instance?.pid}) exited unexpectedly (${describeExit(info)})`;
+    this.log('instance crashed', { instance: entry.instanceId, model: entry.model.id, reason });
+    this.recordFailure(entry.model.id, reason);
+    this.removeEntry(entry);
+    this.emit('crash', entry.instanceId, reason);
+    this.schedule();
+  }
+
+  private removeEntry(entry: Entry): void {
+    if (this.entries.get(entry.instanceId) === entry) this.entries.delete(entry.instanceId);
+    if (entry.port !== undefined) this.options.ports.release(entry.port);
+    entry.port = undefined;
+  }
+
+  private async stopEntry(entry: Entry, why: string): Promise<void> {
+    if (entry.state === 'stopping') return;
+    entry.state = 'stopping';
+    this.log('stopping instance', { instance: entry.instanceId, model: entry.model.id, why });
+    try {
+      await entry.instance?.stop();
+    } finally {
+      this.removeEntry(entry);
+      this.emit('stopped', entry.instanceId);
+      this.schedule();
+    }
+  }
+
+  private sweepIdle(): void {
+    const now = Date.now();
+    for (const entry of this.entries.values()) {
+      const ttl = entry.model.ttl;
+      if (entry.state === 'ready' && entry.inFlight === 0 && ttl > 0 && !entry.model.pinned && now - entry.lastUsed >= ttl * 1000) {
+        void this.stopEntry(entry, `idle for ${ttl} s`);
+      }
+    }
+  }
+
+  /** Loads `model` (if needed) and resolves when it is ready. */
+  async load(model: ResolvedModel, signal?: AbortSignal): Promise<InstanceInfo> {
+    const lease = await this.acquire(model, signal);
+    lease.release();
+    const info = this.list().find((i) => i.id === lease.instance.id);
+    if (!info) throw new PoolError(502, 'model_load_failed', `instance for "${model.id}" went away right after loading`);
+    return info;
+  }
+
+  /** Stops the instances of `modelId` (all instances when undefined), waiting for in-flight requests to end. */
+  async unload(modelId?: string): Promise<string[]> {
+    const targets = [...this.entries.values()].filter((e) => modelId === undefined || e.model.id === modelId);
+    await Promise.all(targets.map((e) => this.stopEntry(e, 'unload requested')));
+    return targets.map((e) => e.instanceId);
+  }
+
+  list(): InstanceInfo[] {
+    return [...this.entries.values()].map((e) => ({
+      id: e.instanceId,
+      modelId: e.model.id,
+      file: e.model.file,
+      state: e.state,
+      port: e.port,
+      pid: e.instance?.pid,
+      url: e.instance?.url,
+      inFlight: e.inFlight,
+      lastUsed: e.lastUsed,
+      startedAt: e.startedAt,
+      readyAt: e.instance?.readyAt,
+      pinned: e.model.pinned,
+      ttl: e.model.ttl,
+    }));
+  }
+
+  instance(id: string): Instance | undefined {
+    return this.entries.get(id)?.instance;
+  }
+
+  /** Rejects every waiter and stops every instance. */
+  async shutdown(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const w of this.queue) {
+      w.cleanup();
+      w.reject(new PoolError(503, 'shutting_down', 'the proxy is shutting down'));
+    }
+    this.queue = [];
+    await Promise.all([...this.entries.values()].map((e) => e.instance?.stop()));
+    for (const e of this.entries.values()) this.removeEntry(e);
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Wiring: config -> llama.cpp tools -> pool -> HTTP app. Used by `serve` and by the integration tests.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyInstance, RawServerDefault } from 'fastify';
+import type { Logger } from 'pino';
+import { buildApp } from './api/app.js';
+import type { Config } from './config/index.js';
+import { ensureLlamaTools, type LlamaTools } from './llamacpp/index.js';
+import { resolveModel } from './models/index.js';
+import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
+import { LlamaServerLauncher } from './pool/launcher.js';
+import { Pool } from './pool/pool.js';
+import { PortAllocator } from './pool/ports.js';
+import { createLogger } from './util/logger.js';
+import { PACKAGE_VERSION } from './util/version.js';
+
+export interface ProxyServer {
+  app: FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger>;
+  pool: Pool;
+  config: Config;
+  tools: LlamaTools;
+  url: string;
+  /** True when the built-in demo model was added because there was no configuration. */
+  demo: boolean;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  logger?: Logger;
+  /** Progress lines of a llama.cpp build, for a person (default: stderr). */
+  progress?: (line: string) => void;
+}
+
+/** With no config file and no models, serve the generated demo model under the alias "demo". */
+async function withDemoModel(config: Config): Promise<{ config: Config; demo: boolean }> {
+  if (config.source !== null || Object.keys(config.models).length > 0) return { config, demo: false };
+  const file = await ensureDemoModel(config.cacheDir);
+  return {
+    config: { ...config, models: { [DEMO_ALIAS]: { path: file, args: [], pinned: false, ctx: 2048, description: 'built-in tiny demo model (random weights)' } } },
+    demo: true,
+  };
+}
+
+export async function startProxy(baseConfig: Config, options: StartOptions = {}): Promise<ProxyServer> {
+  const logger = options.logger ?? createLogger(baseConfig.log.level);
+  const progress = options.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const tools = await ensureLlamaTools({ cacheDir: baseConfig.cacheDir, llamaServer: baseConfig.llamaServer, log: progress });
+  logger.info({ binary: tools.server, source: tools.source }, 'llama-server located');
+  const { config, demo } = await withDemoModel(baseConfig);
+
+  const pool = new Pool({
+    capacity: config.pool.size,
+    maxQueue: config.pool.maxQueue,
+    queueTimeoutMs: config.pool.queueTimeout * 1000,
+    launcher: new LlamaServerLauncher(tools.server, config),
+    ports: new PortAllocator(config.pool.portRange[0], config.pool.portRange[1]),
+    log: (msg, fields) => logger.info(fields ?? {}, msg),
+  });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION });
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port });
+  } catch (err) {
+    await pool.shutdown();
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.server.port;
+  const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+  const url = `http://${host}:${port}`;
+
+  for (const [alias, entry] of Object.entries(config.models)) {
+    if (!entry.pinned) continue;
+    pool.load(resolveModel(config, alias)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
+  }
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      await pool.shutdown();
+      await app.close();
+    })();
+    return closing;
+  };
+  return { app, pool, config, tools, url, demo, close };
+}
