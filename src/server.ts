@@ -1,10 +1,9 @@
 /**
  * Wiring: config -> llama.cpp tools -> pool -> HTTP app. Used by `serve` and by the integration tests.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, RawServerDefault } from 'fastify';
 import type { Logger } from 'pino';
 import { buildApp } from './api/app.js';
+import type { ProxyApp } from './api/types.js';
 import type { Config } from './config/index.js';
 import { ensureLlamaTools, type LlamaTools } from './llamacpp/index.js';
 import { resolveModel } from './models/index.js';
@@ -16,7 +15,7 @@ import { createLogger } from './util/logger.js';
 import { PACKAGE_VERSION } from './util/version.js';
 
 export interface ProxyServer {
-  app: FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger>;
+  app: ProxyApp;
   pool: Pool;
   config: Config;
   tools: LlamaTools;

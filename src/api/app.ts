@@ -2,15 +2,16 @@
  * The HTTP face of the proxy (fastify). Routes resolve the model, take a lease from the pool and forward; they
  * never touch processes themselves.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type RawServerDefault } from 'fastify';
+import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/index.js';
 import type { LlamaTools } from '../llamacpp/index.js';
 import { ClientError, resolveModel, type ResolvedModel } from '../models/index.js';
 import type { Pool } from '../pool/pool.js';
 import { describeError, openaiError, sendError } from './errors.js';
+import { registerAdminRoutes } from './admin.js';
 import { healthReport } from './health.js';
+import type { ProxyApp } from './types.js';
 import { forward, UpstreamClients } from './upstream.js';
 
 export interface AppDeps {
@@ -24,6 +25,8 @@ export interface AppDeps {
 
 /** Endpoints that carry a prompt to one model: body JSON with "model". */
 export const INFERENCE_PATHS = ['chat/completions', 'completions', 'embeddings', 'rerank'] as const;
+const MODEL_SCOPED_POST = ['/tokenize', '/detokenize', '/apply-template', '/infill'] as const;
+const MODEL_SCOPED_GET = ['/props', '/slots'] as const;
 
 interface ParsedBody {
   raw: Buffer;
@@ -52,7 +55,7 @@ function clientGone(reply: FastifyReply): AbortSignal {
   return controller.signal;
 }
 
-export function buildApp(deps: AppDeps): FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, Logger> {
+export function buildApp(deps: AppDeps): ProxyApp {
   const { config, pool, logger } = deps;
   const startedAt = deps.startedAt ?? Date.now();
   const upstream = new UpstreamClients();
@@ -64,6 +67,8 @@ export function buildApp(deps: AppDeps): FastifyInstance<RawServerDefault, Incom
     // Long generations: never time a request out on the proxy side.
     requestTimeout: 0,
     keepAliveTimeout: 65_000,
+    // At shutdown the instances are gone already: close every client connection instead of waiting on them.
+    forceCloseConnections: true,
   });
 
   // Keep the raw bytes so a request is forwarded exactly as it came.
@@ -95,10 +100,9 @@ export function buildApp(deps: AppDeps): FastifyInstance<RawServerDefault, Incom
 
   const resolve = (id: unknown): ResolvedModel => resolveModel(config, id);
 
-  async function proxyInference(request: FastifyRequest, reply: FastifyReply, path: string): Promise<void> {
-    const body = bodyObject(request);
-    if (body.model === undefined) throw new ClientError(400, 'model_required', 'request body needs a "model" field');
-    const model = resolve(body.model);
+  /** Takes a lease on the model's instance (loading it if needed) and forwards the request to it. */
+  async function proxyToModel(request: FastifyRequest, reply: FastifyReply, modelId: unknown, target: { method: 'GET' | 'POST'; path: string }): Promise<void> {
+    const model = resolve(modelId);
     const signal = clientGone(reply);
     const started = Date.now();
     const lease = await pool.acquire(model, signal);
@@ -106,23 +110,42 @@ export function buildApp(deps: AppDeps): FastifyInstance<RawServerDefault, Incom
     reply.hijack();
     try {
       const client = upstream.get(lease.instance, model.parallel + 1);
+      const body = target.method === 'POST' ? request.parsedBody?.raw : undefined;
       const result = await forward(
         client,
         lease.instance,
-        { method: 'POST', path, body: request.parsedBody?.raw ?? JSON.stringify(body), contentType: 'application/json', headers: request.headers },
+        { method: target.method, path: target.path, ...(body ? { body, contentType: 'application/json' } : {}), headers: request.headers },
         reply.raw,
       );
-      request.log.info({ model: model.id, instance: lease.instance.id, path, status: result.status, outcome: result.outcome, waitedMs, ms: Date.now() - started }, 'proxied');
+      request.log.info({ model: model.id, instance: lease.instance.id, path: target.path, status: result.status, outcome: result.outcome, waitedMs, ms: Date.now() - started }, 'proxied');
     } finally {
       lease.release();
     }
   }
 
+  function modelFromBody(request: FastifyRequest): unknown {
+    const body = bodyObject(request);
+    if (body.model === undefined) throw new ClientError(400, 'model_required', 'request body needs a "model" field');
+    return body.model;
+  }
+
   for (const suffix of INFERENCE_PATHS) {
-    const upstreamPath = `/v1/${suffix}`;
+    const target = { method: 'POST' as const, path: `/v1/${suffix}` };
     for (const route of [`/v1/${suffix}`, `/${suffix}`]) {
-      app.post(route, (request, reply) => proxyInference(request, reply, upstreamPath));
+      app.post(route, (request, reply) => proxyToModel(request, reply, modelFromBody(request), target));
     }
+  }
+
+  // llama-server's own endpoints, sent to the instance of the model named in the body (POST) or query (GET).
+  for (const route of MODEL_SCOPED_POST) {
+    app.post(route, (request, reply) => proxyToModel(request, reply, modelFromBody(request), { method: 'POST', path: route }));
+  }
+  for (const route of MODEL_SCOPED_GET) {
+    app.get(route, (request, reply) => {
+      const query = request.query as Record<string, unknown>;
+      if (query.model === undefined) throw new ClientError(400, 'model_required', `${route} needs a ?model= query parameter`);
+      return proxyToModel(request, reply, query.model, { method: 'GET', path: route });
+    });
   }
 
   app.get('/v1/models', async () => {
@@ -147,6 +170,7 @@ export function buildApp(deps: AppDeps): FastifyInstance<RawServerDefault, Incom
   });
 
   app.get('/health', async () => healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt }));
+  registerAdminRoutes(app, { config, pool, resolve });
 
   app.addHook('onClose', async () => {
     await upstream.close();

@@ -3,12 +3,15 @@
  * per instance, bounded near its slot count: idle keep-alive sockets beyond that would only hold llama-server's
  * HTTP threads.
  */
+import { once } from 'node:events';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool as UndiciPool } from 'undici';
 import type { Instance } from '../pool/instance.js';
 import { describeExit } from '../pool/instance.js';
 import { openaiError } from './errors.js';
 
+const EXIT_GRACE_MS = 500;
 const PASSED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'x-accel-buffering', 'content-encoding'];
 
 export class UpstreamClients {
@@ -104,10 +107,13 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
     try {
       for await (const chunk of upstream.body) {
         bytes += (chunk as Buffer).length;
-        res.write(chunk);
+        // Respect the client's pace: stop reading upstream while the client's buffer is full.
+        if (!res.write(chunk) && !res.destroyed) await once(res, 'drain', { signal: abort.signal });
       }
     } catch (err) {
       if (abort.signal.aborted || res.destroyed) return { status: upstream.statusCode, bytes, outcome: 'client_closed' };
+      // A dying instance closes its sockets a moment before its exit is seen: wait briefly to name the exit.
+      await Promise.race([instance.waitExit(), sleep(EXIT_GRACE_MS)]);
       // The instance died mid-answer: tell an SSE client with an error event, then close.
       if (sse) {
         res.end(`data: ${JSON.stringify(openaiError(502, upstreamFailure(instance, err), 'upstream_error'))}\n\n`);

@@ -10,7 +10,7 @@
  * - Q8_0 and Q4_K_M: as llama-quantize turns that F16 file into them (see quantize-mix.ts).
  */
 
-import { GGML_TYPES, type GgmlTypeName } from './ggml-types.js';
+import { elementCount, tensorBytes, type GgmlTypeName } from './ggml-types.js';
 import { GGUF_DEFAULT_ALIGNMENT, layoutTensors, type TensorLayout } from './layout.js';
 import { FILE_TYPE_ID, compareLikeLlamaLoader, quantizedTypes, type QuantFileType } from './quantize-mix.js';
 import { GEMMA_2_9B } from './presets/gemma.js';
@@ -127,9 +127,8 @@ export function replicaBitsPerWeight(id: PresetId, quant: ReplicaQuant): number 
   let bytes = 0;
   let elements = 0;
   for (const t of replicaTensors(id, quant)) {
-    const n = t.dims.reduce((a, b) => a * b, 1);
-    elements += n;
-    bytes += (n / GGML_TYPES[t.type].blockSize) * GGML_TYPES[t.type].typeSize;
+    elements += elementCount(t.dims);
+    bytes += tensorBytes(t.type, t.dims);
   }
   return (bytes * 8) / elements;
 }

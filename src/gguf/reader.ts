@@ -1,10 +1,10 @@
 /**
  * GGUF header reader: metadata, tensor table and data offset, never the tensor data.
  *
- * The file is read in a few large chunks (1 MiB, then growing 4x), and the parser works on
- * whole items: when an item (one metadata entry or tensor info) runs past the bytes read so far,
- * the parser stops at the item's start, more is read and parsing resumes there. A header of a
- * 150k-token vocabulary (several MB) therefore costs a handful of reads and about one pass.
+ * The file is read in a few large chunks (4 MiB, enough for most headers, then growing 4x), and
+ * the parser works on whole items: when an item (one metadata entry or tensor info) runs past
+ * the bytes read so far, the parser stops at the item's start, more is read and parsing resumes
+ * there. Even a 10 MB header (150k tokens plus 280k merges) costs two reads and about one pass.
  */
 
 import { open } from 'node:fs/promises';
@@ -58,8 +58,10 @@ const MAGIC = 0x46554747; // "GGUF" read as little-endian uint32
 export async function readGgufHeader(path: string): Promise<GgufHeader> {
   const fh = await open(path, 'r');
   try {
-    const { size } = await fh.stat();
-    return await drive(size, async (position, length) => {
+    const steps = headerReads((await fh.stat()).size);
+    let step = steps.next();
+    while (!step.done) {
+      const { position, length } = step.value;
       const buf = Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
@@ -67,8 +69,9 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
         if (bytesRead === 0) break;
         done += bytesRead;
       }
-      return buf.subarray(0, done);
-    });
+      step = steps.next(buf.subarray(0, done));
+    }
+    return step.value;
   } finally {
     await fh.close();
   }
@@ -78,8 +81,10 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
 export function readGgufHeaderSync(path: string): GgufHeader {
   const fd = openSync(path, 'r');
   try {
-    const { size } = fstatSync(fd);
-    return driveSync(size, (position, length) => {
+    const steps = headerReads(fstatSync(fd).size);
+    let step = steps.next();
+    while (!step.done) {
+      const { position, length } = step.value;
       const buf = Buffer.allocUnsafe(length);
       let done = 0;
       while (done < length) {
@@ -87,8 +92,9 @@ export function readGgufHeaderSync(path: string): GgufHeader {
         if (n === 0) break;
         done += n;
       }
-      return buf.subarray(0, done);
-    });
+      step = steps.next(buf.subarray(0, done));
+    }
+    return step.value;
   } finally {
     closeSync(fd);
   }
@@ -103,9 +109,17 @@ export function parseGgufHeader(bytes: Uint8Array): GgufHeader {
   return parser.result();
 }
 
-type ReadAt<R> = (position: number, length: number) => R;
+interface ReadRequest {
+  readonly position: number;
+  readonly length: number;
+}
 
-async function drive(fileSize: number, readAt: ReadAt<Promise<Buffer>>): Promise<GgufHeader> {
+/**
+ * The read loop, independent of how bytes are read: yields the byte ranges it needs, receives
+ * them, returns the parsed header. Bytes of a partly read item are kept and prepended to the
+ * next chunk.
+ */
+function* headerReads(fileSize: number): Generator<ReadRequest, GgufHeader, Buffer> {
   const parser = new HeaderParser(fileSize);
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // file offset of buf[0]
@@ -115,25 +129,7 @@ async function drive(fileSize: number, readAt: ReadAt<Promise<Buffer>>): Promise
     if (parser.done) return parser.result();
     const next = bufStart + buf.length;
     if (next >= fileSize) throw new GgufFormatError('truncated GGUF header');
-    const more = await readAt(next, Math.min(readSize, fileSize - next));
-    if (more.length === 0) throw new GgufFormatError('truncated GGUF header');
-    buf = used === buf.length ? more : Buffer.concat([buf.subarray(used), more]);
-    bufStart += used;
-    readSize = Math.min(readSize * 4, MAX_READ_BYTES);
-  }
-}
-
-function driveSync(fileSize: number, readAt: ReadAt<Buffer>): GgufHeader {
-  const parser = new HeaderParser(fileSize);
-  let buf: Buffer = Buffer.alloc(0);
-  let bufStart = 0;
-  let readSize = FIRST_READ_BYTES;
-  for (;;) {
-    const used = parser.parse(buf, bufStart);
-    if (parser.done) return parser.result();
-    const next = bufStart + buf.length;
-    if (next >= fileSize) throw new GgufFormatError('truncated GGUF header');
-    const more = readAt(next, Math.min(readSize, fileSize - next));
+    const more = yield { position: next, length: Math.min(readSize, fileSize - next) };
     if (more.length === 0) throw new GgufFormatError('truncated GGUF header');
     buf = used === buf.length ? more : Buffer.concat([buf.subarray(used), more]);
     bufStart += used;
@@ -265,8 +261,10 @@ class HeaderParser {
         if (Object.prototype.hasOwnProperty.call(this.metadata, key)) {
           throw new GgufFormatError(`duplicate metadata key ${key}`);
         }
-        this.metadata[key] = value;
-        this.metadataTypes[key] = type;
+        // defineProperty, not assignment: a key such as "__proto__" from an untrusted file must
+        // become an ordinary entry.
+        defineEntry(this.metadata, key, value);
+        defineEntry(this.metadataTypes, key, type);
         if (--this.kvLeft === 0) this.stage = this.tensorsLeft > 0 ? 'tensors' : 'done';
         return;
       }
@@ -318,6 +316,10 @@ class HeaderParser {
   }
 }
 
+function defineEntry<T>(target: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function readScalar(cur: Cursor, type: GgufScalarType): GgufValue {
   switch (type) {
     case 'uint8': return cur.u8();
@@ -339,24 +341,41 @@ function readScalar(cur: Cursor, type: GgufScalarType): GgufValue {
   }
 }
 
+/** Typed arrays use the host's byte order; the fast copies below assume little-endian. */
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 function readScalarArray(cur: Cursor, type: GgufScalarType, n: number): GgufValue[] {
+  // The big vocabulary arrays (tokens, scores, token types) get dedicated loops.
   if (type === 'string') return readStringArray(cur, n);
-  const size = ggufScalarSize(type)!;
-  cur.need(size * n); // one bounds check for the whole array
+  if (type === 'float32' && LITTLE_ENDIAN_HOST) return readFloat32Array(cur, n);
+  if (type === 'int32' && LITTLE_ENDIAN_HOST) return readInt32Array(cur, n);
+  cur.need(ggufScalarSize(type)! * n); // one bounds check for the whole array
   const out = new Array<GgufValue>(n);
-  // Specialised loops for the big vocabulary arrays (scores, token types); a DataView read is
-  // several times cheaper than Buffer#readFloatLE per element.
-  const view = new DataView(cur.buf.buffer, cur.buf.byteOffset, cur.buf.byteLength);
-  let pos = cur.pos;
-  if (type === 'float32') {
-    for (let i = 0; i < n; i++, pos += 4) out[i] = view.getFloat32(pos, true);
-  } else if (type === 'int32') {
-    for (let i = 0; i < n; i++, pos += 4) out[i] = view.getInt32(pos, true);
-  } else {
-    for (let i = 0; i < n; i++) out[i] = readScalar(cur, type);
-    return out;
-  }
-  cur.pos = pos;
+  for (let i = 0; i < n; i++) out[i] = readScalar(cur, type);
+  return out;
+}
+
+/**
+ * Copies the elements out through an aligned typed array: cheaper than a Buffer#readFloatLE
+ * call per element, and filling a fresh array with plain numbers keeps V8 storing them unboxed.
+ */
+function readFloat32Array(cur: Cursor, n: number): number[] {
+  cur.need(4 * n);
+  const view = new Float32Array(n);
+  new Uint8Array(view.buffer).set(cur.buf.subarray(cur.pos, cur.pos + 4 * n));
+  cur.pos += 4 * n;
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = view[i]!;
+  return out;
+}
+
+function readInt32Array(cur: Cursor, n: number): number[] {
+  cur.need(4 * n);
+  const view = new Int32Array(n);
+  new Uint8Array(view.buffer).set(cur.buf.subarray(cur.pos, cur.pos + 4 * n));
+  cur.pos += 4 * n;
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = view[i]!;
   return out;
 }
 

@@ -12,6 +12,7 @@
  * blocks on disk.
  */
 
+import { rm } from 'node:fs/promises';
 import { FileSink } from './file-sink.js';
 import {
   GGUF_DEFAULT_ALIGNMENT, alignTo, isValidAlignment, layoutTensors,
@@ -58,10 +59,16 @@ export interface GgufWriteResult {
   readonly tensors: PlacedTensor[];
 }
 
+/**
+ * Writes a GGUF v3 file (creating or replacing `path`). The tensor table is validated before the
+ * file is created; if anything fails later (an invalid metadata value, tensor data of the wrong
+ * size), the partial file is removed.
+ */
 export async function writeGguf(path: string, options: WriteGgufOptions): Promise<GgufWriteResult> {
   const { metadata, alignment } = resolveAlignment(options);
   const layout = layoutTensors(options.tensors, alignment);
   const out = await FileSink.create(path);
+  let ok = false;
   try {
     writePreamble(out, options.tensors.length, Object.keys(metadata).length);
     for (const [key, entry] of Object.entries(metadata)) {
@@ -94,9 +101,11 @@ export async function writeGguf(path: string, options: WriteGgufOptions): Promis
     }
     const fileSize = dataOffset + layout.dataSize;
     await out.finish(fileSize);
+    ok = true;
     return { fileSize, dataOffset, alignment, tensors: layout.tensors };
   } finally {
     await out.close();
+    if (!ok) await rm(path, { force: true });
   }
 }
 

@@ -133,7 +133,7 @@ function progressReporter(log: (line: string) => void): (line: string) => void {
     const m = /^\[\s*(\d+)%\]/.exec(line);
     if (!m) return;
     const pct = Number(m[1]);
-    if (pct >= lastShown + 10 || pct === 100) {
+    if (pct >= lastShown + 10 || (pct === 100 && lastShown < 100)) {
       lastShown = pct;
       log(`  compiling llama.cpp: ${pct}%`);
     }

@@ -51,6 +51,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
   readonly logs: RingBuffer<string>;
   readonly createdAt = Date.now();
   readyAt: number | undefined;
+  exitedAt: number | undefined;
   exit: ExitInfo | undefined;
   failure: string | undefined;
   private child: ChildProcess | undefined;
@@ -97,6 +98,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
       child.once('exit', (code, signal) => {
         const info: ExitInfo = { code, signal, expected: this.stopRequested };
         this.exit = info;
+        this.exitedAt = Date.now();
         // Reap the watcher left in the group (and anything else llama-server may have forked).
         this.killGroup('SIGKILL');
         child.stdin?.destroy();

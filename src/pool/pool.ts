@@ -75,6 +75,8 @@ export interface InstanceInfo {
   ttl: number;
 }
 
+const RECENT_ENDED = 20;
+
 interface FailureRecord {
   times: number[];
   reason: string;
@@ -84,6 +86,8 @@ export class Pool extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
   private queue: Waiter[] = [];
   private readonly failures = new Map<string, FailureRecord>();
+  /** Instances that ended, kept for GET /logs (most recent RECENT_ENDED). */
+  private readonly ended = new Map<string, Instance>();
   private nextId = 1;
   private closed = false;
   private readonly sweeper: NodeJS.Timeout;
@@ -241,6 +245,7 @@ export class Pool extends EventEmitter {
       entry.instance = instance;
       instance.on('exit', (info) => this.onExit(entry, info));
       this.log('starting instance', { instance: entry.instanceId, model: model.id, port: entry.port });
+      this.emit('starting', entry.instanceId, model.id);
       await instance.start();
       if (entry.state !== 'starting') return; // stopped while loading
       entry.state = 'ready';
@@ -248,6 +253,7 @@ export class Pool extends EventEmitter {
       this.log('instance ready', { instance: entry.instanceId, model: model.id, pid: instance.pid, loadMs: Date.now() - startedAt });
       this.emit('ready', entry.instanceId);
     } catch (err) {
+      if (entry.state === 'stopping') return; // unloaded while loading: stopEntry cleans up and reschedules
       const reason = (err as Error).message;
       this.log('instance failed to start', { instance: entry.instanceId, model: model.id, reason });
       this.recordFailure(model.id, reason);
@@ -273,7 +279,10 @@ export class Pool extends EventEmitter {
   }
 
   private removeEntry(entry: Entry): void {
-    if (this.entries.get(entry.instanceId) === entry) this.entries.delete(entry.instanceId);
+    if (this.entries.get(entry.instanceId) === entry) {
+      this.entries.delete(entry.instanceId);
+      if (entry.instance) this.remember(entry.instance);
+    }
     if (entry.port !== undefined) this.options.ports.release(entry.port);
     entry.port = undefined;
   }
@@ -335,8 +344,14 @@ export class Pool extends EventEmitter {
     }));
   }
 
+  /** A running instance, or one that ended recently (for its logs). */
   instance(id: string): Instance | undefined {
-    return this.entries.get(id)?.instance;
+    return this.entries.get(id)?.instance ?? this.ended.get(id);
+  }
+
+  private remember(instance: Instance): void {
+    this.ended.set(instance.id, instance);
+    while (this.ended.size > RECENT_ENDED) this.ended.delete(this.ended.keys().next().value!);
   }
 
   /** Rejects every waiter and stops every instance. */

@@ -1,0 +1,157 @@
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gguf } from '@huggingface/gguf';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  PRESETS, PRESET_IDS, REPLICA_QUANTS, compareLikeLlamaLoader, quantizedTypes, readGgufHeader,
+  replicaBitsPerWeight, replicaLayout, replicaMetadata, replicaTensors, writeSparseReplica,
+  type PresetId, type ReplicaQuant,
+} from '../../src/gguf/index.js';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'gguf-presets-'));
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Tensor counts of the real conversions (as llama-quantize lists them). */
+const TENSOR_COUNTS: Record<PresetId, number> = {
+  'llama-3-8b': 291,
+  'qwen2.5-0.5b': 290,
+  'mistral-7b': 291,
+  'gemma-2-9b': 464,
+  'phi-3-mini': 195,
+  'mixtral-8x7b': 323,
+  'qwen3-30b-a3b': 579,
+};
+
+function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
+  return new Map(replicaTensors(id, quant).map((t) => [t.name, t.type]));
+}
+
+describe('replica presets', () => {
+  it.each(PRESET_IDS)('%s: tensor table and metadata are consistent', (id) => {
+    const spec = PRESETS[id];
+    const h = spec.hparams;
+    for (const quant of REPLICA_QUANTS) {
+      const tensors = replicaTensors(id, quant);
+      expect(tensors).toHaveLength(TENSOR_COUNTS[id]);
+      expect(new Set(tensors.map((t) => t.name)).size).toBe(tensors.length);
+      const names = tensors.map((t) => t.name);
+      expect([...names].sort(compareLikeLlamaLoader)).toEqual(names);
+      const byName = new Map(tensors.map((t) => [t.name, t]));
+      expect(byName.get('token_embd.weight')!.dims).toEqual([h.embd, h.vocabSize]);
+      expect(byName.has('output.weight')).toBe(!h.tiedEmbeddings);
+      expect(byName.get(`blk.${h.layers - 1}.attn_norm.weight`)!.type).toBe('F32');
+      expect(byName.has(`blk.${h.layers}.attn_norm.weight`)).toBe(false);
+
+      const md = replicaMetadata(id, quant);
+      expect(md['general.architecture']!.value).toBe(spec.arch);
+      expect(md[`${spec.arch}.block_count`]!.value).toBe(h.layers);
+      expect(md[`${spec.arch}.embedding_length`]!.value).toBe(h.embd);
+      expect(md['general.file_type']!.value).toBe({ F16: 1, Q8_0: 7, Q4_K_M: 15 }[quant]);
+      expect((md['tokenizer.ggml.tokens']!.value as string[]).length).toBe(h.vocabSize);
+      expect(new Set(md['tokenizer.ggml.tokens']!.value as string[]).size).toBe(h.vocabSize);
+      expect((md['tokenizer.ggml.token_type']!.value as number[]).length).toBe(h.vocabSize);
+      expect(md['tokenizer.chat_template']!.type).toBe('string');
+      if (h.expertCount > 0) expect(md[`${spec.arch}.expert_count`]!.value).toBe(h.expertCount);
+    }
+    expect(replicaBitsPerWeight(id, 'F16')).toBeCloseTo(16, 1);
+    expect(replicaBitsPerWeight(id, 'Q8_0')).toBeCloseTo(8.5, 1);
+  });
+
+  it('Q4_K_M follows llama-quantize: Q6_K output, use_more_bits layers, fallbacks', () => {
+    const llama = typesOf('llama-3-8b', 'Q4_K_M');
+    expect(llama.get('output.weight')).toBe('Q6_K');
+    expect(llama.get('token_embd.weight')).toBe('Q4_K');
+    // use_more_bits(i, 32): i < 4, i >= 28, or (i - 4) % 3 == 2
+    const bumped = [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31];
+    for (let i = 0; i < 32; i++) {
+      const want = bumped.includes(i) ? 'Q6_K' : 'Q4_K';
+      expect(llama.get(`blk.${i}.attn_v.weight`), `attn_v ${i}`).toBe(want);
+      expect(llama.get(`blk.${i}.ffn_down.weight`), `ffn_down ${i}`).toBe(want);
+      expect(llama.get(`blk.${i}.attn_q.weight`)).toBe('Q4_K');
+    }
+
+    // 896 columns are not a multiple of 256: Q4_K -> Q5_0, Q6_K -> Q8_0; tied embeddings
+    // are quantized like the output (Q6_K -> Q8_0).
+    const qwen = typesOf('qwen2.5-0.5b', 'Q4_K_M');
+    expect(qwen.get('token_embd.weight')).toBe('Q8_0');
+    expect(qwen.get('blk.5.attn_q.weight')).toBe('Q5_0');
+    expect(qwen.get('blk.0.attn_v.weight')).toBe('Q8_0');
+    expect(qwen.get('blk.0.ffn_down.weight')).toBe('Q6_K'); // 4864 = 19 * 256
+    expect(qwen.get('blk.0.attn_q.bias')).toBe('F32');
+
+    expect(typesOf('gemma-2-9b', 'Q4_K_M').get('token_embd.weight')).toBe('Q6_K');
+
+    const phi = typesOf('phi-3-mini', 'Q4_K_M');
+    expect(phi.get('blk.0.attn_qkv.weight')).toBe('Q6_K'); // treated as attn_v
+    expect(phi.get('blk.4.attn_qkv.weight')).toBe('Q4_K');
+
+    // Exactly 8 experts: attn_v/attn_k Q8_0, attn_output Q5_K; the router stays F32.
+    const mixtral = typesOf('mixtral-8x7b', 'Q4_K_M');
+    expect(mixtral.get('blk.10.attn_v.weight')).toBe('Q8_0');
+    expect(mixtral.get('blk.10.attn_k.weight')).toBe('Q8_0');
+    expect(mixtral.get('blk.10.attn_output.weight')).toBe('Q5_K');
+    expect(mixtral.get('blk.10.ffn_gate_inp.weight')).toBe('F32');
+    expect(mixtral.get('blk.0.ffn_down_exps.weight')).toBe('Q6_K');
+    expect(mixtral.get('blk.4.ffn_down_exps.weight')).toBe('Q4_K');
+
+    const qwen3 = typesOf('qwen3-30b-a3b', 'Q4_K_M');
+    expect(qwen3.get('blk.0.attn_k.weight')).toBe('Q4_K'); // 128 experts: no 8-expert bump
+    expect(qwen3.get('blk.0.attn_v.weight')).toBe('Q6_K');
+    expect(qwen3.get('blk.0.attn_q_norm.weight')).toBe('F32');
+    expect(qwen3.get('blk.47.ffn_down_exps.weight')).toBe('Q6_K');
+  });
+
+  it('falls back to F16 when not even 32 divides the rows', () => {
+    const types = quantizedTypes(
+      { arch: 'llama', layerCount: 1, expertCount: 0 },
+      [{ name: 'blk.0.attn_q.weight', dims: [100, 64], type: 'F16' }, { name: 'blk.0.ffn_up.weight', dims: [64, 100], type: 'F16' }],
+      'Q8_0',
+    );
+    expect(types).toEqual(['F16', 'Q8_0']);
+  });
+
+  it('sizes match the real files within a few percent', () => {
+    // Weight sizes of the real GGUF files (GiB) as published for these models.
+    const gib = (id: PresetId, q: ReplicaQuant) => replicaLayout(id, q).dataSize / 2 ** 30;
+    expect(gib('llama-3-8b', 'Q4_K_M')).toBeCloseTo(4.58, 1);
+    expect(gib('llama-3-8b', 'F16')).toBeCloseTo(14.96, 1);
+    expect(gib('mixtral-8x7b', 'Q4_K_M')).toBeCloseTo(26.49, 0);
+    for (const id of PRESET_IDS) {
+      const bpw = replicaBitsPerWeight(id, 'Q4_K_M');
+      expect(bpw).toBeGreaterThan(4.8);
+      expect(bpw).toBeLessThan(id === 'qwen2.5-0.5b' ? 6.5 : 5.1);
+    }
+  });
+
+  it('writes sparse replicas whose headers read back as specified', async () => {
+    for (const [id, quant] of [['qwen2.5-0.5b', 'Q4_K_M'], ['mixtral-8x7b', 'F16']] as const) {
+      const path = join(dir, `${id}-${quant}.gguf`);
+      const size = await writeSparseReplica(path, id, quant);
+      const st = statSync(path);
+      const h = await readGgufHeader(path);
+      const layout = replicaLayout(id, quant);
+      expect(size).toBe(st.size);
+      expect(st.size).toBe(h.dataOffset + layout.dataSize);
+      console.log(`${id} ${quant}: ${(st.size / 2 ** 30).toFixed(2)} GiB apparent, ${(st.blocks * 512 / 2 ** 20).toFixed(2)} MiB allocated, header ${(h.dataOffset / 2 ** 20).toFixed(2)} MiB`);
+      expect(st.blocks * 512).toBeLessThan(h.dataOffset + (1 << 20));
+      expect(h.tensors).toEqual(layout.tensors.map(({ name, dims, type, offset }) => ({ name, dims, type, offset })));
+      const md = replicaMetadata(id, quant);
+      expect(Object.keys(h.metadata)).toEqual(Object.keys(md));
+      for (const [key, v] of Object.entries(md)) {
+        expect(h.metadataTypes[key], key).toEqual(v.type);
+        // float32 values come back rounded to float32
+        const stored = v.type === 'float32' ? Math.fround(v.value as number) : v.value;
+        expect(h.metadata[key], key).toEqual(stored);
+      }
+      const hf = await gguf(path, { allowLocalFile: true });
+      expect(Number(hf.tensorDataOffset)).toBe(h.dataOffset);
+      expect(hf.tensorInfos.map((t) => [t.name, Number(t.dtype)])).toEqual(h.tensors.map((t) => [t.name, t.type]));
+    }
+  });
+});
