@@ -40,7 +40,7 @@ export async function doctorCommand(flags: DoctorFlags): Promise<void> {
     report.llamaServer = {
       path: tools.server,
       source: tools.source,
-      version: await firstLines(tools.server, ['--version'], 2),
+      version: (await firstLines(tools.server, ['--version'], 1)).replace(/^version:\s*/, ''),
       devices: await firstLines(tools.server, ['--list-devices'], 20),
       fitParams: tools.fitParams ?? null,
     };

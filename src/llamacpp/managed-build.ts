@@ -36,6 +36,8 @@ export interface BuildOptions {
   /** Progress and status lines, meant for a person. */
   log?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** Produces the build in `target` (default: fetch, clone, cmake). Replaceable so the locking can be tested quickly. */
+  builder?: (target: string, backend: Backend, options: BuildOptions, log: (line: string) => void) => Promise<BuildInfo>;
 }
 
 export class BuildError extends Error {
@@ -45,7 +47,7 @@ export class BuildError extends Error {
   }
 }
 
-const INFO_FILE = 'build-info.json';
+export const BUILD_INFO_FILE = 'build-info.json';
 
 /** auto = cuda when both the CUDA compiler and an NVIDIA GPU (driver loaded) are here; a compiler alone is not enough. */
 export function resolveBackend(backend: 'auto' | Backend, env: NodeJS.ProcessEnv = process.env): Backend {
@@ -65,14 +67,33 @@ function findNvcc(env: NodeJS.ProcessEnv): string | undefined {
   return which('nvcc', env) ?? ['/usr/local/cuda/bin/nvcc'].find((p) => existsSync(p));
 }
 
-export function managedBuildDir(cacheDir: string, backend: Backend): string {
-  return path.join(cacheDir, 'llama.cpp', `${NODE_LLAMA_CPP_VERSION}-${backend}`);
+/**
+ * On x86 CPUs with AMX, this llama.cpp's AMX matmul path (compiled in by -march=native) crashes the server
+ * (SIGSEGV in ggml_backend_amx_mul_mat) on the first Q8_0/Q4_K model it runs. The managed build leaves AMX out
+ * there; AVX-512/AVX2 kernels still serve those types. The folder name records it.
+ */
+export function cpuHasAmx(cpuinfo: string = readCpuinfo()): boolean {
+  return /^flags\s*:.*\bamx_int8\b/m.test(cpuinfo);
+}
+
+function readCpuinfo(): string {
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+const NO_AMX_FLAGS = '-mno-amx-tile -mno-amx-int8 -mno-amx-bf16';
+
+export function managedBuildDir(cacheDir: string, backend: Backend, withoutAmx: boolean = cpuHasAmx()): string {
+  return path.join(cacheDir, 'llama.cpp', `${NODE_LLAMA_CPP_VERSION}-${backend}${withoutAmx ? '-noamx' : ''}`);
 }
 
 /** The finished managed build for this version and backend, or undefined when there is none yet. */
 export function findManagedBuild(cacheDir: string, backend: Backend): ManagedBuild | undefined {
   const dir = managedBuildDir(cacheDir, backend);
-  const infoFile = path.join(dir, INFO_FILE);
+  const infoFile = path.join(dir, BUILD_INFO_FILE);
   if (!existsSync(infoFile)) return undefined;
   const tools = Object.fromEntries(MANAGED_TOOLS.map((t) => [t, path.join(dir, 'bin', t)])) as Record<LlamaTool, string>;
   if (!Object.values(tools).every((t) => existsSync(t))) return undefined;
@@ -159,6 +180,7 @@ async function buildInto(target: string, backend: Backend, options: BuildOptions
     '-DLLAMA_BUILD_EXAMPLES=OFF',
     '-DLLAMA_OPENSSL=OFF',
     '-DGGML_NATIVE=ON',
+    ...(cpuHasAmx() ? [`-DCMAKE_C_FLAGS=${NO_AMX_FLAGS}`, `-DCMAKE_CXX_FLAGS=${NO_AMX_FLAGS}`] : []),
     ...(backend === 'cuda' ? ['-DGGML_CUDA=ON', '-DCMAKE_CUDA_ARCHITECTURES=native'] : []),
   ];
   const build = path.join(work, 'build');
@@ -183,7 +205,7 @@ async function buildInto(target: string, backend: Backend, options: BuildOptions
     buildSeconds: Math.round((Date.now() - started) / 1000),
     cmakeArgs,
   };
-  writeFileSync(path.join(staged, INFO_FILE), JSON.stringify(info, null, 2));
+  writeFileSync(path.join(staged, BUILD_INFO_FILE), JSON.stringify(info, null, 2));
   rmSync(target, { recursive: true, force: true });
   renameSync(staged, target);
   rmSync(work, { recursive: true, force: true });
@@ -201,12 +223,14 @@ export async function ensureManagedBuild(options: BuildOptions): Promise<Managed
   const existing = findManagedBuild(options.cacheDir, backend);
   if (existing) return existing;
 
-  const missing = missingBuildPrerequisites(env);
-  if (missing.length > 0) throw new BuildError(prerequisiteMessage(missing));
+  const builder = options.builder ?? buildInto;
+  if (!options.builder) {
+    const missing = missingBuildPrerequisites(env);
+    if (missing.length > 0) throw new BuildError(prerequisiteMessage(missing));
+  }
 
   const target = managedBuildDir(options.cacheDir, backend);
   mkdirSync(path.dirname(target), { recursive: true });
-  let waitingSaid = false;
   const release = await lockfile.lock(path.dirname(target), {
     lockfilePath: `${target}.lock`,
     realpath: false,
@@ -220,12 +244,11 @@ export async function ensureManagedBuild(options: BuildOptions): Promise<Managed
   try {
     const done = findManagedBuild(options.cacheDir, backend);
     if (done) {
-      if (!waitingSaid) log(`another process finished the llama.cpp build in ${done.dir}`);
-      waitingSaid = true;
+      log(`another process finished the llama.cpp build in ${done.dir}`);
       return done;
     }
     log(`no llama-server found; building one into ${target}`);
-    const info = await buildInto(target, backend, options, log);
+    const info = await builder(target, backend, options, log);
     log(`llama.cpp build finished in ${info.buildSeconds} s`);
     const built = findManagedBuild(options.cacheDir, backend);
     if (!built) throw new BuildError(`the build finished but ${target} lacks its tools`);

@@ -53,7 +53,8 @@ describe('command line', () => {
       if (child && child.exitCode === null) child.kill('SIGKILL');
     });
 
-    it('serves the built-in demo model, answers a chat request, and leaves no llama-server after SIGTERM', async () => {
+    /** `serve --port 0` in an empty folder (so: no config, the demo model); resolves with the URL it prints. */
+    async function serveDemo(): Promise<{ url: string; stderr: () => string }> {
       const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-cli-'));
       child = spawn(process.execPath, [...CLI, 'serve', '--port', '0'], {
         cwd: dir,
@@ -64,7 +65,16 @@ describe('command line', () => {
       child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
       child.stdout!.resume();
       expect(await waitFor(() => /listening on (http:\S+)/.test(stderr), 30_000)).toBe(true);
-      const url = /listening on (http:\S+)/.exec(stderr)![1]!;
+      return { url: /listening on (http:\S+)/.exec(stderr)![1]!, stderr: () => stderr };
+    }
+
+    async function instancePid(url: string): Promise<number> {
+      return ((await (await fetch(`${url}/health`)).json()) as any).servers[0].pid as number;
+    }
+
+    it('serves the built-in demo model, answers a chat request, and leaves no llama-server after SIGTERM', async () => {
+      const { url, stderr: output } = await serveDemo();
+      const stderr = output();
       expect(stderr).toContain('built-in demo model as "demo"');
       expect(stderr).toContain(`curl ${url}/v1/chat/completions`);
 
@@ -78,36 +88,26 @@ describe('command line', () => {
       expect(res.status).toBe(200);
       const body = (await res.json()) as any;
       expect(body.choices[0].message).toHaveProperty('content');
-      const pid = ((await (await fetch(`${url}/health`)).json()) as any).servers[0].pid as number;
+      const pid = await instancePid(url);
       expect(isAlive(pid)).toBe(true);
 
       const exited = new Promise<number | null>((resolve) => child!.once('exit', (code) => resolve(code)));
-      child.kill('SIGTERM');
+      child!.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(isAlive(pid)).toBe(false);
     });
 
     it('leaves no llama-server when the proxy is killed with SIGKILL', async () => {
-      const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-cli-'));
-      child = spawn(process.execPath, [...CLI, 'serve', '--port', '0'], {
-        cwd: dir,
-        env: cliEnv({ LLAMA_SERVER: tools.server!, LLAMA_SMART_PROXY_CACHE: path.join(dir, 'cache') }),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.stdout!.resume();
-      expect(await waitFor(() => /listening on (http:\S+)/.test(stderr), 30_000)).toBe(true);
-      const url = /listening on (http:\S+)/.exec(stderr)![1]!;
+      const { url } = await serveDemo();
       const res = await fetch(`${url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'demo', prompt: 'Hi', max_tokens: 4 }),
       });
       expect(res.status).toBe(200);
-      const pid = ((await (await fetch(`${url}/health`)).json()) as any).servers[0].pid as number;
+      const pid = await instancePid(url);
       expect(isAlive(pid)).toBe(true);
-      child.kill('SIGKILL');
+      child!.kill('SIGKILL');
       expect(await waitFor(() => !isAlive(pid), 5_000)).toBe(true);
     });
   });

@@ -1,4 +1,7 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeTinyModel } from '../../src/gguf/index.js';
 import { llamaTools } from '../helpers/llama.js';
 import { isAlive } from '../helpers/processes.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
@@ -72,6 +75,19 @@ describe.skipIf(!tools.server)(`proxy over a real llama-server${tools.reason ? `
     expect(res.json.error.message).toMatch(message);
     expect(typeof res.json.error.type).toBe('string');
     expect(t.proxy.pool.list().length).toBe(before);
+  });
+
+  it.skipIf(!tools.quantize)('serves Q8_0 and Q4_K_M models (the managed CPU build must not crash on them)', async () => {
+    const f16 = path.join(t.root, 'models', 'wide-f16.gguf');
+    await writeTinyModel(f16, { seed: 9, embd: 256, type: 'F16' });
+    for (const quant of ['Q8_0', 'Q4_K_M']) {
+      const out = path.join(t.root, 'models', `wide-${quant}.gguf`);
+      const q = spawnSync(tools.quantize!, [f16, out, quant], { encoding: 'utf8' });
+      expect(q.status, q.stderr).toBe(0);
+      const res = await postJson(`${t.url}/v1/completions`, { model: `wide-${quant}.gguf`, prompt: 'Hi', max_tokens: 4 });
+      expect(res.status, JSON.stringify(res.json)).toBe(200);
+      expect(res.json.usage.completion_tokens).toBe(4);
+    }
   });
 
   it('stops every llama-server when closed', async () => {
