@@ -7,6 +7,62 @@ import { z } from 'zod';
 const seconds = z.number().nonnegative();
 const port = z.number().int().min(0).max(65535);
 
+const SimulatedGpuSchema = z
+  .object({
+    name: z.string().min(1),
+    memoryMiB: z.number().positive(),
+    /** Memory used by others, MiB. */
+    usedMiB: z.number().nonnegative().optional(),
+    utilization: z.number().min(0).max(100).optional(),
+    computeCapability: z.string().optional(),
+  })
+  .strict();
+
+const GpuSchema = z
+  .object({
+    /** Where device readings come from; auto: NVML, else nvidia-smi, else none (CPU). simulated only when named. */
+    source: z.enum(['auto', 'nvml', 'nvidia-smi', 'none', 'simulated']).default('auto'),
+    /** The NVML library koffi loads (a stand-in may take the driver's place). */
+    nvmlLibrary: z.string().min(1).default('libnvidia-ml.so.1'),
+    /** Seconds between background readings (placement always reads fresh). */
+    monitorInterval: z.number().nonnegative().default(2),
+    /** GPUs for `source: simulated` (tests and demos on machines without GPUs). */
+    simulated: z.array(SimulatedGpuSchema).default([]),
+    /** Use simulated GPUs even where real ones are present. */
+    forceSimulated: z.boolean().default(false),
+    strategy: z.enum(['single-gpu-preferred', 'distribute']).default('single-gpu-preferred'),
+    /** Among single GPUs that fit: the tightest (best) or the one with most room. */
+    fit: z.enum(['best', 'most-free']).default('best'),
+    /** Kept free on every GPU, MiB. */
+    reserveMiB: z.number().nonnegative().default(512),
+    /** GPUs busier than this percent are skipped. */
+    maxUtilization: z.number().min(0).max(100).default(100),
+    /** GPUs with more than this fraction of their memory used by others are skipped. */
+    maxMemoryUsed: z.number().min(0).max(1).default(0.95),
+    /** Offload part of the layers when the whole model fits on no GPU. */
+    partialOffload: z.boolean().default(true),
+    /** Run on the CPU when no GPU has room. */
+    cpuFallback: z.boolean().default(true),
+    /** Seconds to wait for a stopped instance's memory to show up free again. */
+    vramRecoveryTimeout: z.number().nonnegative().default(15),
+    /** Per-GPU runtime overhead (CUDA context, pools), MiB; default: the estimator's measured figure. */
+    overheadMiB: z.number().nonnegative().optional(),
+  })
+  .strict()
+  .prefault({});
+
+/** Per-model GPU pins; they win over the planner. */
+const ModelGpuSchema = z
+  .object({
+    /** GPU indices or UUIDs the model must use. */
+    devices: z.array(z.union([z.number().int().nonnegative(), z.string().min(1)])).min(1).optional(),
+    tensorSplit: z.array(z.number().nonnegative()).min(1).optional(),
+    /** -ngl; 0 = CPU only. */
+    ngl: z.number().int().nonnegative().optional(),
+    maxGpus: z.number().int().positive().optional(),
+  })
+  .strict();
+
 export const ModelEntrySchema = z
   .object({
     /** A GGUF file; relative paths are taken from the config file's folder. */
@@ -25,9 +81,13 @@ export const ModelEntrySchema = z
     pinned: z.boolean().default(false),
     /** Human description shown in /v1/models. */
     description: z.string().optional(),
+    gpu: ModelGpuSchema.optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
+    if (m.gpu?.tensorSplit && m.gpu.devices && m.gpu.tensorSplit.length !== m.gpu.devices.length) {
+      ctx.addIssue({ code: 'custom', path: ['gpu', 'tensorSplit'], message: `has ${m.gpu.tensorSplit.length} entries for ${m.gpu.devices.length} devices` });
+    }
     const sources = [m.path, m.hf].filter((s) => s !== undefined).length;
     if (sources !== 1) {
       ctx.addIssue({
@@ -96,8 +156,7 @@ export const ConfigSchema = z
     modelsDir: z.string().min(1).default('./models'),
     /** Where the managed llama-server build, the demo model and downloads live. */
     cacheDir: z.string().min(1).optional(),
-    /** GPU settings (filled in by the GPU work). */
-    gpu: z.record(z.string(), z.unknown()).default({}),
+    gpu: GpuSchema,
     /** Agent settings (filled in by the agents work). */
     agents: z.record(z.string(), z.unknown()).default({}),
     log: z
@@ -110,3 +169,4 @@ export const ConfigSchema = z
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ParsedConfig = z.output<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
+export type GpuConfig = z.output<typeof GpuSchema>;
