@@ -5,11 +5,13 @@ import type { Logger } from 'pino';
 import { buildApp } from './api/app.js';
 import type { ProxyApp } from './api/types.js';
 import type { Config } from './config/index.js';
+import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
 import { ensureLlamaTools, type LlamaTools } from './llamacpp/index.js';
 import { resolveModel } from './models/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
 import { Pool } from './pool/pool.js';
+import { PlacementService } from './placement/service.js';
 import { PortAllocator } from './pool/ports.js';
 import { createLogger } from './util/logger.js';
 import { PACKAGE_VERSION } from './util/version.js';
@@ -17,6 +19,7 @@ import { PACKAGE_VERSION } from './util/version.js';
 export interface ProxyServer {
   app: ProxyApp;
   pool: Pool;
+  monitor: GpuMonitor;
   config: Config;
   tools: LlamaTools;
   url: string;
@@ -48,19 +51,29 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   logger.info({ binary: tools.server, source: tools.source }, 'llama-server located');
   const { config, demo } = await withDemoModel(baseConfig);
 
+  const log = (msg: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, msg);
+  const source = await openGpuSource(config.gpu);
+  logger.info({ source: source.kind, detail: source.description }, source.kind === 'none' ? 'no GPU: models run on the CPU' : 'GPU source');
+  const monitor = new GpuMonitor(source, config.gpu.monitorInterval * 1000, log);
+  await monitor.start();
+  const placer = new PlacementService(monitor, config.gpu, log);
   const pool = new Pool({
     capacity: config.pool.size,
     maxQueue: config.pool.maxQueue,
     queueTimeoutMs: config.pool.queueTimeout * 1000,
     launcher: new LlamaServerLauncher(tools.server, config),
     ports: new PortAllocator(config.pool.portRange[0], config.pool.portRange[1]),
-    log: (msg, fields) => logger.info(fields ?? {}, msg),
+    placer,
+    log,
   });
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION });
+  // Simulated GPUs show as used exactly what the ledger charges the proxy's instances.
+  if (source instanceof SimulatedSource) source.charged = (index) => pool.chargedOn(index);
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, monitor });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
     await pool.shutdown();
+    monitor.stop();
     throw err;
   }
   const address = app.server.address();
@@ -78,8 +91,9 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
     closing ??= (async () => {
       await pool.shutdown();
       await app.close();
+      monitor.stop();
     })();
     return closing;
   };
-  return { app, pool, config, tools, url, demo, close };
+  return { app, pool, monitor, config, tools, url, demo, close };
 }

@@ -27,3 +27,30 @@ export function serverFlags(input: ServerFlagsInput): string[] {
     ...input.extraArgs,
   ];
 }
+
+/** A placement as llama-server is told it. GPUs by UUID, in the order they are to be numbered. */
+export interface PlacementFlagsInput {
+  gpuUuids: readonly string[];
+  ngl: number;
+  splitMode: 'none' | 'layer';
+  tensorSplit?: readonly number[];
+}
+
+export function placementFlags(p: PlacementFlagsInput): string[] {
+  if (p.gpuUuids.length === 0) return ['-ngl', '0'];
+  return [
+    '-ngl', String(p.ngl),
+    '--split-mode', p.splitMode,
+    ...(p.gpuUuids.length > 1 && p.tensorSplit ? ['--tensor-split', p.tensorSplit.join(',')] : []),
+    // The visible devices are renumbered from 0 in the order given: the first is the main one.
+    '--main-gpu', '0',
+  ];
+}
+
+/**
+ * The GPUs an instance may see, by UUID (stable across reboots and driver renumbering). A CPU placement hides
+ * every GPU, so no CUDA context or buffer lands on one.
+ */
+export function placementEnv(p: PlacementFlagsInput): Record<string, string> {
+  return { CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: p.gpuUuids.join(',') };
+}

@@ -16,6 +16,8 @@ export interface ResolvedModel {
   /** Idle seconds before unloading; 0 = never. */
   ttl: number;
   pinned: boolean;
+  /** GPU pins from the model's config entry. */
+  gpu?: ModelEntry['gpu'];
 }
 
 function requireFile(file: string, what: string): string {
@@ -55,6 +57,7 @@ function fromEntry(config: Config, alias: string, entry: ModelEntry, env: NodeJS
     args: [...config.modelDefaults.args, ...entry.args],
     ttl: entry.ttl ?? config.pool.ttl,
     pinned: entry.pinned,
+    ...(entry.gpu ? { gpu: entry.gpu } : {}),
   };
 }
 

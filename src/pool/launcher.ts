@@ -1,7 +1,8 @@
 /** Turns a resolved model and a port into an Instance of the chosen llama-server. */
 import type { Config } from '../config/index.js';
-import { serverFlags } from '../llamacpp/flags.js';
+import { placementEnv, placementFlags, serverFlags } from '../llamacpp/flags.js';
 import type { ResolvedModel } from '../models/index.js';
+import type { InstancePlacement } from '../placement/service.js';
 import { Instance } from './instance.js';
 import type { InstanceLauncher } from './pool.js';
 
@@ -13,7 +14,10 @@ export class LlamaServerLauncher implements InstanceLauncher {
     private readonly config: Pick<Config, 'llamaServer'>,
   ) {}
 
-  launch(model: ResolvedModel, port: number, instanceId: string): Instance {
+  launch(model: ResolvedModel, port: number, instanceId: string, placement?: InstancePlacement): Instance {
+    const gpu = placement
+      ? { gpuUuids: placement.gpus.map((g) => g.uuid), ngl: placement.ngl, splitMode: placement.splitMode, ...(placement.tensorSplit ? { tensorSplit: placement.tensorSplit } : {}) }
+      : undefined;
     const args = serverFlags({
       file: model.file,
       alias: model.id,
@@ -21,9 +25,11 @@ export class LlamaServerLauncher implements InstanceLauncher {
       port,
       ctx: model.ctx,
       parallel: model.parallel,
-      extraArgs: [...this.config.llamaServer.extraArgs, ...model.args],
+      // The placement's flags come first, so a model's own args (its pins written as flags) still win.
+      extraArgs: [...(gpu ? placementFlags(gpu) : []), ...this.config.llamaServer.extraArgs, ...model.args],
     });
     return new Instance({
+      ...(gpu ? { env: { ...process.env, ...placementEnv(gpu) } } : {}),
       id: instanceId,
       modelId: model.id,
       binary: this.binary,

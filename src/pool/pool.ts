@@ -7,11 +7,22 @@ import { EventEmitter } from 'node:events';
 import type { ResolvedModel } from '../models/index.js';
 import { PoolError } from './errors.js';
 import { describeExit, type ExitInfo, type Instance } from './instance.js';
+import type { InstancePlacement, PlaceDecision } from '../placement/service.js';
+import type { RunningInstance } from '../placement/types.js';
 import { planSchedule, type EntryState } from './schedule.js';
 
-/** Creates (does not start) the process for a model on a port. */
+/** Creates (does not start) the process for a model on a port, with its placement when GPUs are managed. */
 export interface InstanceLauncher {
-  launch(model: ResolvedModel, port: number, instanceId: string): Instance;
+  launch(model: ResolvedModel, port: number, instanceId: string, placement?: InstancePlacement): Instance;
+}
+
+/** What the pool asks of placement (src/placement/service.ts); absent: count-based pool, no memory planning. */
+export interface Placer {
+  readonly hasGpus: boolean;
+  decide(model: ResolvedModel, ledger: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision>;
+  footprint(pid: number): Promise<Map<number, number>>;
+  freeNow(): Promise<Map<number, number>>;
+  waitForRecovery(pid: number | undefined, held: ReadonlyMap<number, number>, freeBefore: ReadonlyMap<number, number>): Promise<boolean>;
 }
 
 export interface PortSource {
@@ -25,6 +36,7 @@ export interface PoolOptions {
   queueTimeoutMs: number;
   launcher: InstanceLauncher;
   ports: PortSource;
+  placer?: Placer;
   /** Failures of one model within `failureWindowMs` after which its requests get 503 instead of a new start. */
   failureLimit?: number;
   failureWindowMs?: number;
@@ -42,6 +54,11 @@ interface Entry {
   inFlight: number;
   lastUsed: number;
   startedAt: number;
+  placement?: InstancePlacement;
+  /** What the ledger charges it per GPU index: its measured footprint once known, else its estimate. */
+  gpuBytes: Map<number, number>;
+  /** Measured per GPU (driver's per-process accounting), when known. */
+  actualGpuBytes?: Map<number, number>;
 }
 
 interface Waiter {
@@ -73,6 +90,11 @@ export interface InstanceInfo {
   readyAt: number | undefined;
   pinned: boolean;
   ttl: number;
+  placement: InstancePlacement | undefined;
+  /** Estimated bytes per GPU index. */
+  estimatedGpuBytes: Map<number, number>;
+  /** Measured bytes per GPU index (empty when not known). */
+  actualGpuBytes: Map<number, number>;
 }
 
 const RECENT_ENDED = 20;
@@ -90,6 +112,10 @@ export class Pool extends EventEmitter {
   private readonly ended = new Map<string, Instance>();
   private nextId = 1;
   private closed = false;
+  /** Models whose memory is held by busy instances: not retried until something is released or stopped. */
+  private readonly memoryBlocked = new Set<string>();
+  /** Loads on GPUs are planned and run one at a time, so two loads never race for the same memory. */
+  private gpuLockChain: Promise<void> = Promise.resolve();
   private readonly sweeper: NodeJS.Timeout;
   private readonly log: NonNullable<PoolOptions['log']>;
 
@@ -181,6 +207,7 @@ export class Pool extends EventEmitter {
       capacity: this.options.capacity,
       entries: entries.map((e) => ({ instanceId: e.instanceId, modelId: e.model.id, state: e.state, inFlight: e.inFlight, lastUsed: e.lastUsed, pinned: e.model.pinned })),
       waiters: this.queue.map((w) => w.model.id),
+      blocked: [...this.memoryBlocked],
     });
     const served = new Set<number>();
     for (const { waiter: index, instanceId } of plan.serve) {
@@ -214,9 +241,94 @@ export class Pool extends EventEmitter {
         released = true;
         entry.inFlight--;
         entry.lastUsed = Date.now();
+        this.memoryChanged();
         this.schedule();
       },
     };
+  }
+
+  private memoryChanged(): void {
+    this.memoryBlocked.clear();
+  }
+
+  private acquireGpuLock(): Promise<() => void> {
+    let release!: () => void;
+    const next = new Promise<void>((resolve) => (release = resolve));
+    const previous = this.gpuLockChain;
+    this.gpuLockChain = previous.then(() => next);
+    return previous.then(() => release);
+  }
+
+  /** The ledger as placement sees it: every other instance's charge, and loads under way. */
+  private ledgerView(except: Entry): { running: RunningInstance[]; loading: Map<number, number> } {
+    const running: RunningInstance[] = [];
+    const loading = new Map<number, number>();
+    for (const e of this.entries.values()) {
+      if (e === except) continue;
+      if (e.state === 'starting') {
+        for (const [gpu, bytes] of e.gpuBytes) loading.set(gpu, (loading.get(gpu) ?? 0) + bytes);
+        continue;
+      }
+      running.push({ instanceId: e.instanceId, modelId: e.model.id, gpuBytes: e.gpuBytes, idle: e.state === 'ready' && e.inFlight === 0, pinned: e.model.pinned, lastUsed: e.lastUsed });
+    }
+    return { running, loading };
+  }
+
+  /** Bytes the ledger charges on one GPU (what a simulated GPU shows as used). */
+  chargedOn(gpuIndex: number): number {
+    let sum = 0;
+    for (const e of this.entries.values()) sum += e.gpuBytes.get(gpuIndex) ?? 0;
+    return sum;
+  }
+
+  private rejectModel(modelId: string, error: PoolError): void {
+    const failed = this.queue.filter((w) => w.model.id === modelId);
+    this.queue = this.queue.filter((w) => w.model.id !== modelId);
+    for (const w of failed) {
+      w.cleanup();
+      w.reject(error);
+    }
+  }
+
+  /**
+   * Asks placement where the model goes. Returns the placement to launch with, or undefined when the start is
+   * off (evictions first, a wait for busy instances, or a refusal); the entry is then removed.
+   */
+  private async place(entry: Entry, placer: Placer): Promise<InstancePlacement | undefined> {
+    const { model } = entry;
+    let decision: PlaceDecision;
+    try {
+      decision = await placer.decide(model, () => this.ledgerView(entry));
+    } catch (err) {
+      this.removeEntry(entry);
+      const e = err as Error & { status?: number; code?: string };
+      this.rejectModel(model.id, new PoolError(e.status ?? 500, e.code ?? 'placement_failed', `cannot place "${model.id}": ${e.message}`));
+      return undefined;
+    }
+    if (entry.state !== 'starting') return undefined;
+    switch (decision.kind) {
+      case 'place':
+        this.log('placed', { instance: entry.instanceId, model: model.id, gpus: decision.placement.gpus.map((g) => g.index), ngl: decision.placement.ngl, reason: decision.placement.reason });
+        return decision.placement;
+      case 'evict':
+        this.log('evicting for placement', { model: model.id, victims: decision.victims, reason: decision.reason });
+        this.removeEntry(entry);
+        for (const id of decision.victims) {
+          const victim = this.entries.get(id);
+          if (victim) void this.stopEntry(victim, `evicted: ${decision.reason}`);
+        }
+        return undefined;
+      case 'wait':
+        this.log('waiting for GPU memory', { model: model.id, reason: decision.reason });
+        this.memoryBlocked.add(model.id);
+        this.removeEntry(entry);
+        return undefined;
+      case 'refuse':
+        this.log('placement refused', { model: model.id, reason: decision.reason });
+        this.removeEntry(entry);
+        this.rejectModel(model.id, new PoolError(503, 'insufficient_memory', decision.reason, 30));
+        return undefined;
+    }
   }
 
   private startEntry(model: ResolvedModel): Entry {
@@ -229,6 +341,7 @@ export class Pool extends EventEmitter {
       inFlight: 0,
       lastUsed: Date.now(),
       startedAt: Date.now(),
+      gpuBytes: new Map(),
     };
     this.entries.set(entry.instanceId, entry);
     void this.runStart(entry);
@@ -238,16 +351,42 @@ export class Pool extends EventEmitter {
   private async runStart(entry: Entry): Promise<void> {
     const { model } = entry;
     const startedAt = Date.now();
+    const placer = this.options.placer;
+    let unlock: (() => void) | undefined;
     try {
+      if (placer) {
+        if (placer.hasGpus) unlock = await this.acquireGpuLock();
+        if (entry.state !== 'starting') return;
+        const placement = await this.place(entry, placer);
+        if (!placement) {
+          this.schedule();
+          return;
+        }
+        entry.placement = placement;
+        entry.gpuBytes = new Map(placement.gpus.map((g, i) => [g.index, placement.estimate.gpuBytes[i] ?? 0]));
+        // Only loads that take GPU memory need to be one at a time.
+        if (placement.gpus.length === 0) {
+          unlock?.();
+          unlock = undefined;
+        }
+      }
       entry.port = await this.options.ports.acquire();
       if (entry.state !== 'starting') throw new Error('stopped while starting');
-      const instance = this.options.launcher.launch(model, entry.port, entry.instanceId);
+      const instance = this.options.launcher.launch(model, entry.port, entry.instanceId, entry.placement);
       entry.instance = instance;
       instance.on('exit', (info) => this.onExit(entry, info));
       this.log('starting instance', { instance: entry.instanceId, model: model.id, port: entry.port });
       this.emit('starting', entry.instanceId, model.id);
       await instance.start();
       if (entry.state !== 'starting') return; // stopped while loading
+      if (placer && entry.placement && entry.placement.gpus.length > 0 && instance.pid !== undefined) {
+        const measured = await placer.footprint(instance.pid);
+        if (measured.size > 0) {
+          entry.actualGpuBytes = measured;
+          entry.gpuBytes = measured;
+        }
+      }
+      if (entry.state !== 'starting') return;
       entry.state = 'ready';
       entry.lastUsed = Date.now();
       this.log('instance ready', { instance: entry.instanceId, model: model.id, pid: instance.pid, loadMs: Date.now() - startedAt });
@@ -258,12 +397,9 @@ export class Pool extends EventEmitter {
       this.log('instance failed to start', { instance: entry.instanceId, model: model.id, reason });
       this.recordFailure(model.id, reason);
       this.removeEntry(entry);
-      const failed = this.queue.filter((w) => w.model.id === model.id);
-      this.queue = this.queue.filter((w) => w.model.id !== model.id);
-      for (const w of failed) {
-        w.cleanup();
-        w.reject(new PoolError(502, 'model_load_failed', `model "${model.id}" failed to load: ${reason}`));
-      }
+      this.rejectModel(model.id, new PoolError(502, 'model_load_failed', `model "${model.id}" failed to load: ${reason}`));
+    } finally {
+      unlock?.();
     }
     this.schedule();
   }
@@ -275,6 +411,7 @@ export class Pool extends EventEmitter {
     this.recordFailure(entry.model.id, reason);
     this.removeEntry(entry);
     this.emit('crash', entry.instanceId, reason);
+    this.memoryChanged();
     this.schedule();
   }
 
@@ -291,11 +428,17 @@ export class Pool extends EventEmitter {
     if (entry.state === 'stopping') return;
     entry.state = 'stopping';
     this.log('stopping instance', { instance: entry.instanceId, model: entry.model.id, why });
+    const placer = this.options.placer;
+    const onGpus = placer !== undefined && entry.gpuBytes.size > 0 && entry.instance !== undefined;
     try {
-      await entry.instance?.stop();
+      const freeBefore = onGpus ? await placer.freeNow() : undefined;
+      const exit = await entry.instance?.stop();
+      // Wait for the driver to show the memory free before anything is placed there (not after a crash).
+      if (onGpus && freeBefore && exit?.expected) await placer.waitForRecovery(entry.instance?.pid, entry.gpuBytes, freeBefore);
     } finally {
       this.removeEntry(entry);
       this.emit('stopped', entry.instanceId);
+      this.memoryChanged();
       this.schedule();
     }
   }
@@ -341,6 +484,9 @@ export class Pool extends EventEmitter {
       readyAt: e.instance?.readyAt,
       pinned: e.model.pinned,
       ttl: e.model.ttl,
+      placement: e.placement,
+      estimatedGpuBytes: new Map(e.placement?.gpus.map((g, i) => [g.index, e.placement!.estimate.gpuBytes[i] ?? 0]) ?? []),
+      actualGpuBytes: new Map(e.actualGpuBytes ?? []),
     }));
   }
 

@@ -9,7 +9,8 @@
  *     still stopping (a stopped process must be gone before its slot is reused: no overlap). A free slot starts
  *     the model; a slot being freed already (an eviction under way) is claimed; else the least recently used
  *     idle, unpinned instance is evicted; else the waiter keeps waiting.
- *   - waiters are taken in arrival order, and one model claims at most one slot per pass.
+ *   - waiters are taken in arrival order, and one model claims at most one slot per pass;
+ *   - a model blocked on memory (placement said: wait for busy instances) claims nothing until unblocked.
  */
 
 export type EntryState = 'starting' | 'ready' | 'stopping';
@@ -28,6 +29,8 @@ export interface Snapshot {
   entries: readonly EntryView[];
   /** Model ids of the waiting requests, oldest first. */
   waiters: readonly string[];
+  /** Models that wait for memory held by busy instances: they claim no slot until something changes. */
+  blocked?: readonly string[];
 }
 
 export interface Plan {
@@ -61,7 +64,7 @@ export function planSchedule(snapshot: Snapshot): Plan {
   const victims = snapshot.entries
     .filter((e) => e.state === 'ready' && e.inFlight === 0 && !e.pinned && !busy.has(e.instanceId))
     .sort((a, b) => a.lastUsed - b.lastUsed || a.instanceId.localeCompare(b.instanceId));
-  const claimed = new Set<string>();
+  const claimed = new Set<string>(snapshot.blocked ?? []);
 
   for (const modelId of snapshot.waiters) {
     if (readyByModel.has(modelId) || loading.has(modelId) || claimed.has(modelId)) continue;

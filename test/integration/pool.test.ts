@@ -102,7 +102,7 @@ describe.skipIf(!tools.server)(`pool over real llama-server instances${tools.rea
     await reader.read();
     const started = Date.now();
     const res = await postJson(`${url}/v1/chat/completions`, chat('b'));
-    expect(res.status).toBe(503);
+    expect(res.status, JSON.stringify(res.json)).toBe(503);
     expect(res.headers.get('retry-after')).toBe('1');
     expect(res.json.error.code).toBe('queue_timeout');
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);

@@ -1,0 +1,209 @@
+/**
+ * The IO edge of placement: reads the model's header (cached), takes fresh GPU readings, runs the pure planner
+ * with the estimator as its cost function, measures footprints after start, and waits for memory to come back
+ * after a stop. The pool calls it; it never starts or stops processes itself.
+ */
+import { statSync } from 'node:fs';
+import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GpuConfig } from '../config/index.js';
+import { estimateMemory, modelInfo, type Device, type EstimateSettings, type ModelInfo } from '../estimate/index.js';
+import { readGgufHeaderSync } from '../gguf/index.js';
+import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
+import { ClientError, type ResolvedModel } from '../models/index.js';
+import { estimateSettings } from './model-settings.js';
+import { planPlacement } from './planner.js';
+import type { Candidate, Cost, ModelPins, PlanResult, PlannerSettings, RunningInstance } from './types.js';
+
+const MIB = 1024 * 1024;
+const RECOVERY_POLL_MS = 100;
+
+/** Where an instance runs: the planner's placement with the GPUs named, and what it is charged per GPU. */
+export interface InstancePlacement {
+  gpus: { index: number; uuid: string; name: string }[];
+  /** -ngl as a number (full = n_layer + 1). */
+  ngl: number;
+  splitMode: 'none' | 'layer';
+  tensorSplit?: number[];
+  /** Estimated bytes per GPU (same order as gpus) and on the host. */
+  estimate: Cost;
+  reason: string;
+}
+
+export type PlaceDecision =
+  | { kind: 'place'; placement: InstancePlacement }
+  | Exclude<PlanResult, { kind: 'place' }>;
+
+interface CachedInfo {
+  mtimeMs: number;
+  size: number;
+  info: ModelInfo;
+}
+
+export class PlacementService {
+  private readonly infos = new Map<string, CachedInfo>();
+
+  constructor(
+    private readonly monitor: GpuMonitor,
+    private readonly settings: GpuConfig,
+    private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => {},
+  ) {}
+
+  get hasGpus(): boolean {
+    return this.monitor.source.kind !== 'none';
+  }
+
+  /** The model's layout from its GGUF header, read once per file version. */
+  modelInfo(file: string): ModelInfo {
+    const st = statSync(file);
+    const cached = this.infos.get(file);
+    if (cached && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached.info;
+    let info: ModelInfo;
+    try {
+      info = modelInfo(readGgufHeaderSync(file));
+    } catch (err) {
+      throw new ClientError(422, 'model_unreadable', `cannot read the GGUF header of ${file}: ${(err as Error).message}`);
+    }
+    this.infos.set(file, { mtimeMs: st.mtimeMs, size: st.size, info });
+    return info;
+  }
+
+  private plannerSettings(): PlannerSettings {
+    const s = this.settings;
+    return {
+      strategy: s.strategy,
+      fit: s.fit,
+      reserveBytes: s.reserveMiB * MIB,
+      maxUtilization: s.maxUtilization,
+      maxMemoryUsedFraction: s.maxMemoryUsed,
+      partialOffload: s.partialOffload,
+      cpuFallback: s.cpuFallback,
+      hostAvailableBytes: os.freemem(),
+    };
+  }
+
+  private pins(model: ResolvedModel, devices: readonly GpuDevice[]): ModelPins | undefined {
+    const gpu = model.gpu;
+    if (!gpu) return undefined;
+    const pins: ModelPins = {};
+    if (gpu.devices) {
+      pins.gpus = gpu.devices.map((d) => {
+        if (typeof d === 'number') return d;
+        const found = devices.find((g) => g.uuid === d);
+        if (!found) throw new ClientError(503, 'gpu_not_found', `model "${model.id}" is pinned to GPU ${d}, which is not present`);
+        return found.index;
+      });
+    }
+    if (gpu.tensorSplit) pins.tensorSplit = gpu.tensorSplit;
+    if (gpu.ngl !== undefined) pins.ngl = gpu.ngl;
+    if (gpu.maxGpus !== undefined) pins.maxGpus = gpu.maxGpus;
+    return pins;
+  }
+
+  /** The cost function the planner explores placements with. */
+  costFunction(info: ModelInfo, settings: EstimateSettings, devices: readonly GpuDevice[]): (c: Candidate) => Cost {
+    const overhead = this.settings.overheadMiB !== undefined ? this.settings.overheadMiB * MIB : undefined;
+    return (c) => {
+      const placed: Device[] = c.gpus.map((index) => ({
+        name: devices.find((d) => d.index === index)?.name ?? `CUDA${index}`,
+        kind: 'cuda',
+        ...(overhead !== undefined ? { overheadBytes: overhead } : {}),
+      }));
+      const estimate = estimateMemory(info, settings, {
+        devices: placed,
+        ...(c.ngl === 'full' ? {} : { ngl: c.ngl }),
+        ...(c.tensorSplit ? { tensorSplit: c.tensorSplit } : {}),
+      });
+      return { gpuBytes: estimate.devices.map((d) => d.totalBytes), hostBytes: estimate.host.totalBytes };
+    };
+  }
+
+  /**
+   * Decides where `model` runs, given the proxy's instances (running) and loads under way, on GPU readings taken
+   * now. Synchronous after the read, so the caller can record the result before anything else plans.
+   */
+  async decide(model: ResolvedModel, running: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision> {
+    let info: ModelInfo;
+    try {
+      info = this.modelInfo(model.file);
+    } catch (err) {
+      // A header the estimator cannot model: never guess on a GPU; the CPU takes it when allowed.
+      if (!this.settings.cpuFallback && this.hasGpus) throw err;
+      const reason = `CPU: no memory estimate (${(err as Error).message})`;
+      this.log('no estimate, running on the CPU', { model: model.id, reason });
+      return { kind: 'place', placement: { gpus: [], ngl: 0, splitMode: 'none', estimate: { gpuBytes: [], hostBytes: 0 }, reason } };
+    }
+    const settings = estimateSettings(model.ctx, model.parallel, model.args);
+    const devices = this.hasGpus ? await this.monitor.refresh() : [];
+    const state = running();
+    const estimate = this.costFunction(info, settings, devices);
+    const result = planPlacement({
+      modelId: model.id,
+      nLayers: info.nLayer,
+      estimate,
+      gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: d.freeBytes, utilization: d.utilizationGpu })),
+      running: state.running,
+      loading: state.loading,
+      pins: this.pins(model, devices),
+      settings: this.plannerSettings(),
+    });
+    if (result.kind !== 'place') return result;
+    const p = result.placement;
+    return {
+      kind: 'place',
+      placement: {
+        gpus: p.gpus.map((index) => {
+          const d = devices.find((g) => g.index === index)!;
+          return { index, uuid: d.uuid, name: d.name };
+        }),
+        ngl: p.ngl === 'full' ? info.nLayer + 1 : p.ngl,
+        splitMode: p.splitMode,
+        ...(p.tensorSplit ? { tensorSplit: p.tensorSplit } : {}),
+        estimate: p.cost,
+        reason: p.reason,
+      },
+    };
+  }
+
+  /** Bytes the process holds on each GPU, from the driver's per-process accounting (empty when it does not tell). */
+  async footprint(pid: number): Promise<Map<number, number>> {
+    const held = new Map<number, number>();
+    if (!this.hasGpus) return held;
+    const devices = await this.monitor.refresh().catch(() => []);
+    for (const d of devices) {
+      const bytes = d.processes.filter((p) => p.pid === pid).reduce((sum, p) => sum + p.usedBytes, 0);
+      if (bytes > 0) held.set(d.index, bytes);
+    }
+    return held;
+  }
+
+  /** Free bytes per GPU now (for recovery checks). */
+  async freeNow(): Promise<Map<number, number>> {
+    const devices = this.hasGpus ? await this.monitor.refresh().catch(() => []) : [];
+    return new Map(devices.map((d) => [d.index, d.freeBytes]));
+  }
+
+  /**
+   * After a stop: waits until the driver shows the instance's memory free again on each of its GPUs (at least
+   * 80 % of what it held back, and its pid gone), or the timeout. A simulated source frees at once.
+   */
+  async waitForRecovery(pid: number | undefined, held: ReadonlyMap<number, number>, freeBefore: ReadonlyMap<number, number>): Promise<boolean> {
+    if (!this.hasGpus || held.size === 0 || this.monitor.source.kind === 'simulated') return true;
+    const deadline = Date.now() + this.settings.vramRecoveryTimeout * 1000;
+    for (;;) {
+      const devices = await this.monitor.refresh().catch(() => [] as GpuDevice[]);
+      const recovered = [...held].every(([index, bytes]) => {
+        const d = devices.find((g) => g.index === index);
+        if (!d) return true;
+        const gone = pid === undefined || !d.processes.some((p) => p.pid === pid);
+        return gone && d.freeBytes >= (freeBefore.get(index) ?? 0) + 0.8 * bytes;
+      });
+      if (recovered) return true;
+      if (Date.now() >= deadline) {
+        this.log('GPU memory did not come back in time', { pid, timeoutS: this.settings.vramRecoveryTimeout });
+        return false;
+      }
+      await sleep(RECOVERY_POLL_MS);
+    }
+  }
+}
