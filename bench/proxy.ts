@@ -3,27 +3,26 @@
  * directly on its port and through the proxy, in alternating rounds so drift hits both sides alike:
  *   - short non-streamed completions at concurrency 1 and 16: latency p50/p99 and throughput;
  *   - time to first token when streaming.
- * Timing is hand-rolled with process.hrtime and undici (autocannon's histogram rounds to whole milliseconds,
+ * The proxy runs as its own process (`serve`), as users run it. Timing is hand-rolled with process.hrtime and undici (autocannon's histogram rounds to whole milliseconds,
  * too coarse for a sub-millisecond difference).
  *
  * npm run bench:proxy [-- --requests 400 --rounds 3]
  */
-import { mkdtempSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
 import { Pool as UndiciPool } from 'undici';
-import { buildConfig, defaultCacheDir } from '../src/config/index.js';
+import { defaultCacheDir } from '../src/config/index.js';
 import { writeTinyModel } from '../src/gguf/index.js';
 import { ensureLlamaTools } from '../src/llamacpp/index.js';
-import { startProxy } from '../src/server.js';
 
 const { values } = parseArgs({
   options: {
     requests: { type: 'string', default: '400' },
     rounds: { type: 'string', default: '3' },
-    'max-tokens': { type: 'string', default: '4' },
+    'max-tokens': { type: 'string', default: '8' },
   },
 });
 const REQUESTS = Number(values.requests);
@@ -84,27 +83,44 @@ function merge(samples: Sample[]): { sorted: number[]; rps: number } {
   return { sorted: all, rps: (all.length / wall) * 1000 };
 }
 
+/** Runs `serve` in its own process (as users do), so the proxy does not share an event loop with this client. */
+async function spawnProxy(configFile: string): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve', '--config', configFile, '--port', '0'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const m = /listening on (http:\S+)/.exec(stderr);
+    if (m) return { url: m[1]!, child };
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`the proxy did not start:\n${stderr}`);
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'lsp-bench-'));
   const file = path.join(root, 'models', 'bench.gguf');
+  mkdirSync(path.dirname(file), { recursive: true });
   await writeTinyModel(file, { seed: 11 });
-  const cacheDir = defaultCacheDir();
-  const tools = await ensureLlamaTools({ cacheDir, llamaServer: { backend: 'auto', autoBuild: true }, log: (l) => console.error(l) });
-  const config = buildConfig(
-    {
-      server: { port: 0 },
+  const tools = await ensureLlamaTools({ cacheDir: defaultCacheDir(), llamaServer: { backend: 'auto', autoBuild: true }, log: (l) => console.error(l) });
+  const configFile = path.join(root, 'bench.yaml');
+  writeFileSync(
+    configFile,
+    JSON.stringify({
       llamaServer: { binary: tools.server },
-      modelsDir: path.join(root, 'models'),
-      cacheDir,
+      log: { level: 'warn' },
       models: { bench: { path: file, ctx: 512 * SLOTS, parallel: SLOTS } },
-    },
-    path.join(root, 'bench.yaml'),
-    { env: {} },
+    }),
   );
-  const proxy = await startProxy(config, { logger: pino({ level: 'silent' }) });
+  const proxy = await spawnProxy(configFile);
   try {
-    const info = await proxy.pool.load((await import('../src/models/index.js')).resolveModel(config, 'bench'));
-    const direct = new UndiciPool(info.url!, { connections: SLOTS + 1 });
+    const load = await fetch(`${proxy.url}/models/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"bench"}' });
+    const loaded = (await load.json()) as { instance: { port: number } };
+    const direct = new UndiciPool(`http://127.0.0.1:${loaded.instance.port}`, { connections: SLOTS + 1 });
     const proxied = new UndiciPool(proxy.url, { connections: SLOTS + 1 });
     const clients = { direct, proxy: proxied } as const;
 
@@ -145,7 +161,7 @@ async function main(): Promise<void> {
     await direct.close();
     await proxied.close();
   } finally {
-    await proxy.close();
+    proxy.child.kill('SIGTERM');
   }
 }
 
