@@ -2,13 +2,20 @@
 import type { Config } from '../config/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import type { InstanceInfo, Pool } from '../pool/pool.js';
+import type { GpuMonitor } from '../gpu/index.js';
+import { readInstanceLoad } from '../llamacpp/server-stats.js';
+import { gpuAssignment } from './health.js';
 import type { ProxyApp } from './types.js';
 
 export interface AdminDeps {
   config: Config;
   pool: Pool;
   resolve: (id: unknown) => ResolvedModel;
+  monitor?: GpuMonitor | undefined;
 }
+
+const MIB = 1024 * 1024;
+const mibMap = (m: ReadonlyMap<number, number>) => Object.fromEntries([...m].map(([gpu, bytes]) => [String(gpu), Math.round((bytes / MIB) * 10) / 10]));
 
 function describeInstance(i: InstanceInfo, now: number) {
   return {
@@ -32,7 +39,36 @@ function optionalModel(body: unknown): unknown {
   return (body as Record<string, unknown>).model;
 }
 
-export function registerAdminRoutes(app: ProxyApp, { pool, resolve }: AdminDeps): void {
+export function registerAdminRoutes(app: ProxyApp, { pool, resolve, monitor }: AdminDeps): void {
+  /** One call for an operator: per instance, where it runs, estimate vs footprint, its GPU processes and its load. */
+  app.get('/status', async () => {
+    const now = Date.now();
+    const running = pool.list();
+    const devices = monitor && monitor.source.kind !== 'none' ? await monitor.refresh().catch(() => monitor.latest().devices) : [];
+    const instances = await Promise.all(
+      running.map(async (i) => ({
+        ...describeInstance(i, now),
+        placement: gpuAssignment(i),
+        estimate_mib: i.placement ? { gpus: mibMap(i.estimatedGpuBytes), host: Math.round((i.placement.estimate.hostBytes / MIB) * 10) / 10 } : null,
+        footprint_mib: i.actualGpuBytes.size > 0 ? { gpus: mibMap(i.actualGpuBytes) } : null,
+        gpu_processes: devices.flatMap((d) => d.processes.filter((p) => p.pid === i.pid).map((p) => ({ gpu: d.index, pid: p.pid, used_mib: Math.round((p.usedBytes / MIB) * 10) / 10 }))),
+        load: i.state === 'ready' && i.url ? await readInstanceLoad(i.url) : null,
+      })),
+    );
+    return {
+      gpu_source: monitor?.source.kind ?? 'none',
+      gpus: devices.map((d) => ({
+        id: d.index,
+        name: d.name,
+        total_mib: Math.round(d.totalBytes / MIB),
+        free_mib: Math.round(d.freeBytes / MIB),
+        utilization_percent: d.utilizationGpu,
+        instances: running.filter((i) => i.placement?.gpus.some((g) => g.index === d.index)).map((i) => i.id),
+      })),
+      instances,
+    };
+  });
+
   app.get('/running', async () => {
     const now = Date.now();
     return { running: pool.list().map((i) => describeInstance(i, now)) };

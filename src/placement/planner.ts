@@ -3,7 +3,7 @@
  * are now, what the proxy's own instances hold, loads under way, settings, pins) to a placement, an eviction,
  * a wait, or a reasoned refusal. See README.md beside this file for the order of preference and why.
  */
-import type { Candidate, Cost, ModelPins, Placement, PlanInput, PlannerGpu, PlanResult, RunningInstance } from './types.js';
+import type { Candidate, Cost, EstimateFn, ModelPins, Placement, PlanInput, PlannerGpu, PlanResult, RunningInstance } from './types.js';
 
 const MIB = 1024 * 1024;
 
@@ -55,9 +55,22 @@ function proportionalSplit(gpus: number[], usable: ReadonlyMap<number, number>):
   return total > 0 ? room.map((r) => Math.round((r / total) * 1000) / 1000) : gpus.map(() => 1);
 }
 
+/**
+ * A split never needs less in total than the whole model on one GPU (weights and KV are shared out, compute
+ * buffers and overhead are paid on every GPU): GPU sets with less room than that are skipped without an estimate.
+ */
+const SPLIT_BOUND_SLACK = 0.95;
+
 function attempt(input: PlanInput, gpus: number[], usable: ReadonlyMap<number, number>, ngl: number | 'full' = 'full', split?: number[]): Attempt {
   const candidate: Candidate = { gpus, ngl };
-  if (gpus.length > 1) candidate.tensorSplit = split ?? proportionalSplit(gpus, usable);
+  if (gpus.length > 1) {
+    candidate.tensorSplit = split ?? proportionalSplit(gpus, usable);
+    const whole = input.estimate({ gpus: [gpus[0]!], ngl });
+    const room = gpus.reduce((sum, g) => sum + (usable.get(g) ?? 0), 0);
+    if (room < SPLIT_BOUND_SLACK * (whole.gpuBytes[0] ?? 0)) {
+      return { candidate, cost: { gpuBytes: gpus.map(() => Infinity), hostBytes: whole.hostBytes }, fits: false };
+    }
+  }
   const cost = input.estimate(candidate);
   const gpuFits = gpus.every((g, i) => (cost.gpuBytes[i] ?? 0) <= (usable.get(g) ?? 0));
   const hostFits = input.settings.hostAvailableBytes === undefined || cost.hostBytes <= input.settings.hostAvailableBytes;
@@ -84,13 +97,18 @@ function targets(input: PlanInput, eligible: PlannerGpu[], usable: ReadonlyMap<n
 /** The best fitting target right now, or undefined. Single GPUs first (best fit or most free), then the fewest GPUs. */
 function placeNow(input: PlanInput, eligible: PlannerGpu[], usable: ReadonlyMap<number, number>): Attempt | undefined {
   const ngl = input.pins?.ngl ?? 'full';
-  const fitting = targets(input, eligible, usable)
-    .map((gpus) => attempt(input, gpus, usable, ngl, input.pins?.tensorSplit))
-    .filter((a) => a.fits);
-  if (fitting.length === 0) return undefined;
-  const fewest = Math.min(...fitting.map((a) => a.candidate.gpus.length));
-  const best = fitting.filter((a) => a.candidate.gpus.length === fewest);
-  if (fewest === 1) {
+  const all = targets(input, eligible, usable);
+  // Targets come ordered by GPU count: stop at the first count where something fits.
+  let best: Attempt[] = [];
+  for (const count of [...new Set(all.map((t) => t.length))]) {
+    best = all
+      .filter((t) => t.length === count)
+      .map((gpus) => attempt(input, gpus, usable, ngl, input.pins?.tensorSplit))
+      .filter((a) => a.fits);
+    if (best.length > 0) break;
+  }
+  if (best.length === 0) return undefined;
+  if (best[0]!.candidate.gpus.length === 1) {
     const leftover = (a: Attempt) => (usable.get(a.candidate.gpus[0]!) ?? 0) - (a.cost.gpuBytes[0] ?? 0);
     best.sort((a, b) => (input.settings.fit === 'best' ? leftover(a) - leftover(b) : leftover(b) - leftover(a)) || a.candidate.gpus[0]! - b.candidate.gpus[0]!);
   }
@@ -160,7 +178,22 @@ function partialOffload(input: PlanInput, eligible: PlannerGpu[], usable: Readon
   return best;
 }
 
-export function planPlacement(input: PlanInput): PlanResult {
+/** Each distinct candidate is estimated once per decision. */
+function memoized(estimate: EstimateFn): EstimateFn {
+  const seen = new Map<string, Cost>();
+  return (c) => {
+    const key = `${c.gpus.join(',')}|${c.ngl}|${c.tensorSplit?.join(',') ?? ''}`;
+    let cost = seen.get(key);
+    if (!cost) {
+      cost = estimate(c);
+      seen.set(key, cost);
+    }
+    return cost;
+  };
+}
+
+export function planPlacement(request: PlanInput): PlanResult {
+  const input: PlanInput = { ...request, estimate: memoized(request.estimate) };
   const pinError = checkPins(input);
   if (pinError) return { kind: 'refuse', reason: pinError };
   const usable = usableBytes(input);
@@ -177,9 +210,16 @@ export function planPlacement(input: PlanInput): PlanResult {
 
     // 2. Evict idle instances: the target needing the fewest victims (then the least memory freed).
     const evictable = input.running.filter((r) => r.idle && !r.pinned).sort((a, b) => a.lastUsed - b.lastUsed || a.instanceId.localeCompare(b.instanceId));
-    const options = targets(input, eligible, usable)
-      .map((gpus) => ({ gpus, found: victimsFor(input, gpus, usable, evictable) }))
-      .filter((o): o is { gpus: number[]; found: NonNullable<ReturnType<typeof victimsFor>> } => o.found !== undefined);
+    const all = targets(input, eligible, usable);
+    let options: { gpus: number[]; found: NonNullable<ReturnType<typeof victimsFor>> }[] = [];
+    // By GPU count, fewest first: a single GPU freed by eviction beats a split freed by eviction.
+    for (const count of [...new Set(all.map((t) => t.length))]) {
+      options = all
+        .filter((t) => t.length === count)
+        .map((gpus) => ({ gpus, found: victimsFor(input, gpus, usable, evictable) }))
+        .filter((o): o is { gpus: number[]; found: NonNullable<ReturnType<typeof victimsFor>> } => o.found !== undefined);
+      if (options.length > 0) break;
+    }
     if (options.length > 0) {
       const freed = (vs: RunningInstance[]) => vs.reduce((sum, v) => sum + [...v.gpuBytes.values()].reduce((a, b) => a + b, 0), 0);
       options.sort((a, b) => a.gpus.length - b.gpus.length || a.found.victims.length - b.found.victims.length || freed(a.found.victims) - freed(b.found.victims));

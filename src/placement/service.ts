@@ -34,6 +34,28 @@ export type PlaceDecision =
   | { kind: 'place'; placement: InstancePlacement }
   | Exclude<PlanResult, { kind: 'place' }>;
 
+/**
+ * The planner's cost function: llama.cpp's memory model for a candidate placement. GPUs of one kind cost the
+ * same whichever they are, so results are kept by GPU count, -ngl and split.
+ */
+export function estimatorCost(info: ModelInfo, settings: EstimateSettings, overheadBytes?: number): (c: Candidate) => Cost {
+  const cache = new Map<string, Cost>();
+  return (c) => {
+    const key = `${c.gpus.length}|${c.ngl}|${c.tensorSplit?.join(',') ?? ''}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const devices: Device[] = c.gpus.map((index) => ({ name: `CUDA${index}`, kind: 'cuda', ...(overheadBytes !== undefined ? { overheadBytes } : {}) }));
+    const estimate = estimateMemory(info, settings, {
+      devices,
+      ...(c.ngl === 'full' ? {} : { ngl: c.ngl }),
+      ...(c.tensorSplit ? { tensorSplit: c.tensorSplit } : {}),
+    });
+    const cost = { gpuBytes: estimate.devices.map((d) => d.totalBytes), hostBytes: estimate.host.totalBytes };
+    cache.set(key, cost);
+    return cost;
+  };
+}
+
 interface CachedInfo {
   mtimeMs: number;
   size: number;
@@ -100,24 +122,6 @@ export class PlacementService {
     return pins;
   }
 
-  /** The cost function the planner explores placements with. */
-  costFunction(info: ModelInfo, settings: EstimateSettings, devices: readonly GpuDevice[]): (c: Candidate) => Cost {
-    const overhead = this.settings.overheadMiB !== undefined ? this.settings.overheadMiB * MIB : undefined;
-    return (c) => {
-      const placed: Device[] = c.gpus.map((index) => ({
-        name: devices.find((d) => d.index === index)?.name ?? `CUDA${index}`,
-        kind: 'cuda',
-        ...(overhead !== undefined ? { overheadBytes: overhead } : {}),
-      }));
-      const estimate = estimateMemory(info, settings, {
-        devices: placed,
-        ...(c.ngl === 'full' ? {} : { ngl: c.ngl }),
-        ...(c.tensorSplit ? { tensorSplit: c.tensorSplit } : {}),
-      });
-      return { gpuBytes: estimate.devices.map((d) => d.totalBytes), hostBytes: estimate.host.totalBytes };
-    };
-  }
-
   /**
    * Decides where `model` runs, given the proxy's instances (running) and loads under way, on GPU readings taken
    * now. Synchronous after the read, so the caller can record the result before anything else plans.
@@ -136,7 +140,8 @@ export class PlacementService {
     const settings = estimateSettings(model.ctx, model.parallel, model.args);
     const devices = this.hasGpus ? await this.monitor.refresh() : [];
     const state = running();
-    const estimate = this.costFunction(info, settings, devices);
+    const overhead = this.settings.overheadMiB !== undefined ? this.settings.overheadMiB * MIB : undefined;
+    const estimate = estimatorCost(info, settings, overhead);
     const result = planPlacement({
       modelId: model.id,
       nLayers: info.nLayer,

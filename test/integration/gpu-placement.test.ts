@@ -1,5 +1,8 @@
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { estimateMemory, modelInfo } from '../../src/estimate/index.js';
 import { readGgufHeaderSync, writeTinyModel } from '../../src/gguf/index.js';
@@ -7,6 +10,7 @@ import { llamaTools } from '../helpers/llama.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 
 const tools = llamaTools();
+const execFileAsync = promisify(execFile);
 const MIB = 1024 * 1024;
 const CTX = 1024;
 const OVERHEAD_MIB = 1;
@@ -80,6 +84,23 @@ describe.skipIf(!tools.server)(`GPU placement on simulated GPUs with a real llam
     expect(health.gpu_pool_status.gpus[1].assigned_models).toEqual(['a']);
     expect(health.gpu_pool_status.gpus[1].used_memory_mib).toBeCloseTo(needMiB, 0);
     expect(health.gpu_pool_status.gpus[0].assigned_models).toEqual([]);
+
+    // GET /status: placement, estimate, the instance's own load, per GPU.
+    const status = (await (await fetch(`${url}/status`)).json()) as any;
+    expect(status.gpu_source).toBe('simulated');
+    expect(status.gpus[1]).toMatchObject({ name: 'Sim Small', instances: [server.id] });
+    const inst = status.instances[0];
+    expect(inst).toMatchObject({ id: server.id, model: 'a', state: 'ready', placement: { gpu_ids: [1] } });
+    expect(inst.estimate_mib.gpus['1']).toBeCloseTo(needMiB, 0);
+    expect(inst.load).toMatchObject({ slotsTotal: 1, slotsBusy: 0, requestsProcessing: 0, error: null });
+    expect(typeof inst.load.predictedTokensPerSecond).toBe('number');
+
+    // `llama-smart-proxy gpus` prints the same as tables.
+    // (asynchronously: the proxy answering it runs in this process)
+    const cli = await execFileAsync(process.execPath, ['--import', pathToFileURL(path.resolve('node_modules/tsx/dist/loader.mjs')).href, path.resolve('src/cli/main.ts'), 'gpus', '--url', url], { encoding: 'utf8' });
+    expect(cli.stdout).toMatch(/GPU source: simulated/);
+    expect(cli.stdout).toMatch(new RegExp(`1\\s+Sim Small\\s+\\d+\\s+\\d+\\s+\\S+\\s+${server.id}`));
+    expect(cli.stdout).toMatch(new RegExp(`${server.id}\\s+a\\s+ready\\s+${server.pid}\\s+1\\s+3\\s+\\d+`));
   });
 
   it('splits over two GPUs only when neither holds the model, in proportion to their room', async () => {
