@@ -5,6 +5,8 @@ import { ConfigError } from '../config/index.js';
 import { BuildError } from '../llamacpp/index.js';
 import { PACKAGE_VERSION } from '../util/version.js';
 import { doctorCommand } from './doctor.js';
+import { gpusCommand } from './gpus.js';
+import { estimateCommand } from './estimate.js';
 import { makeModelCommand } from './make-model.js';
 import { serveCommand } from './serve.js';
 import { setupCommand } from './setup.js';
@@ -46,6 +48,14 @@ program
   .action(doctorCommand);
 
 program
+  .command('gpus')
+  .description('print the GPUs and what runs where (from a running proxy, else read from the GPU source)')
+  .option('-c, --config <file>', 'configuration file')
+  .option('--url <url>', 'the proxy to ask (default: the configured listen address)')
+  .option('--json', 'machine-readable output')
+  .action(gpusCommand);
+
+program
   .command('make-model')
   .description('write a generated GGUF: a tiny runnable model, or a sparse replica of a real architecture')
   .argument('<out>', 'file to write')
@@ -56,6 +66,33 @@ program
   .option('--quant <type>', 'replica quantization: F16, Q8_0 or Q4_K_M', 'Q4_K_M')
   .option('--list', 'list the replica presets and exit')
   .action(makeModelCommand);
+
+program
+  .command('estimate')
+  .description('estimate the memory a model needs per device (weights, KV cache, compute, overhead) under llama-server settings')
+  .argument('<model>', 'GGUF file (for a split model, any of its parts)')
+  .option('--ctx <n>', 'context size, like -c (default: the model\'s training context)', intArg('ctx'))
+  .option('--parallel <n>', 'slots, like -np (default auto: 4 slots sharing one KV cache)')
+  .option('--kv-unified', 'one KV cache shared by all slots, like -kvu')
+  .option('--ngl <n>', 'layers on the GPUs, like -ngl (default: all; the output layer counts as one)', intArg('ngl', -1))
+  .option('--ubatch <n>', 'physical batch, like -ub (default 512)', intArg('ubatch', 1))
+  .option('--batch <n>', 'logical batch, like -b (default 2048)', intArg('batch', 1))
+  .option('--cache-type-k <type>', 'K cache type, like -ctk (default f16)')
+  .option('--cache-type-v <type>', 'V cache type, like -ctv (default f16)')
+  .option('--flash-attn <mode>', 'on, off or auto, like -fa (default auto)')
+  .option('--swa-full', 'full-size cache for sliding-window layers')
+  .option('--no-kv-offload', 'keep the KV cache (and attention) on the CPU')
+  .option('--n-cpu-moe <n>', 'keep the expert weights of the first N layers on the CPU', intArg('n-cpu-moe'))
+  .option('--override-tensor <pattern=CPU>', 'keep matching tensors on the CPU, like -ot (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--tensor-split <list>', 'split over the GPUs, like -ts (default: by the sizes in --gpus)')
+  .option('--no-op-offload', 'do not run CPU-weight ops on the GPU (--no-op-offload)')
+  .option('--outputs <slots|batch>', 'logit rows per batch: slots (llama-server, default) or batch (llama-fit-params and other tools)')
+  .option('--gpus <spec>', 'none (CPU only, default), or hypothetical GPUs: 24G,24G or name:24576 (MiB)')
+  .option('--json', 'machine-readable output')
+  .option('--verify', 'also run llama-fit-params with the same settings and compare')
+  .option('--fit-params <path>', 'llama-fit-params to use for --verify (default: found like llama-server)')
+  .option('--config <file>', 'configuration file (to find llama-fit-params)')
+  .action(estimateCommand);
 
 async function main(): Promise<void> {
   try {

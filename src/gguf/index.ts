@@ -21,7 +21,8 @@ export {
 } from './writer.js';
 export {
   GgufFormatError, parseGgufHeader, readGgufHeader, readGgufHeaderSync,
-  type GgufHeader, type GgufTensorInfo,
+  readGgufModelHeader, readGgufModelHeaderSync, splitPartPaths,
+  type GgufHeader, type GgufModelHeader, type GgufSplitPart, type GgufTensorInfo, type ReadHeaderOptions,
 } from './reader.js';
 export { TINY_CHAT_TEMPLATE, buildTinyModel, writeTinyModel, type TinyModelOptions } from './tiny-model.js';
 export {

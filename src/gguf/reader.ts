@@ -9,6 +9,7 @@
 
 import { open } from 'node:fs/promises';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import path from 'node:path';
 import { GGUF_DEFAULT_ALIGNMENT, alignTo, isValidAlignment } from './layout.js';
 import {
   ggufScalarSize, ggufScalarTypeById,
@@ -21,8 +22,10 @@ export interface GgufTensorInfo {
   readonly dims: number[];
   /** Numeric GGML type id (see ggml-types.ts); may be an id this code does not know. */
   readonly type: number;
-  /** Offset of the tensor's data relative to `dataOffset`. */
+  /** Offset of the tensor's data relative to `dataOffset` (of its part, for split models). */
   readonly offset: number;
+  /** Index of the part file holding the tensor, in a header merged from a split model. */
+  readonly split?: number;
 }
 
 export interface GgufHeader {
@@ -49,16 +52,25 @@ export class GgufFormatError extends Error {
   }
 }
 
+export interface ReadHeaderOptions {
+  /**
+   * Arrays with more items than this are skipped instead of decoded: their value is an empty
+   * (holey) array of the right length. Tools that only need the vocabulary size (a memory
+   * estimate) save most of the read time of a large vocabulary this way. Default: decode all.
+   */
+  readonly maxArrayItems?: number;
+}
+
 const FIRST_READ_BYTES = 4 << 20;
 const MAX_READ_BYTES = 64 << 20;
 const MAX_DIMS = 8;
 const MAGIC = 0x46554747; // "GGUF" read as little-endian uint32
 
 /** Reads the header of a GGUF file asynchronously. */
-export async function readGgufHeader(path: string): Promise<GgufHeader> {
+export async function readGgufHeader(path: string, options: ReadHeaderOptions = {}): Promise<GgufHeader> {
   const fh = await open(path, 'r');
   try {
-    const steps = headerReads((await fh.stat()).size);
+    const steps = headerReads((await fh.stat()).size, options);
     let step = steps.next();
     while (!step.done) {
       const { position, length } = step.value;
@@ -78,10 +90,10 @@ export async function readGgufHeader(path: string): Promise<GgufHeader> {
 }
 
 /** Synchronous variant of readGgufHeader. */
-export function readGgufHeaderSync(path: string): GgufHeader {
+export function readGgufHeaderSync(path: string, options: ReadHeaderOptions = {}): GgufHeader {
   const fd = openSync(path, 'r');
   try {
-    const steps = headerReads(fstatSync(fd).size);
+    const steps = headerReads(fstatSync(fd).size, options);
     let step = steps.next();
     while (!step.done) {
       const { position, length } = step.value;
@@ -119,8 +131,8 @@ interface ReadRequest {
  * them, returns the parsed header. Bytes of a partly read item are kept and prepended to the
  * next chunk.
  */
-function* headerReads(fileSize: number): Generator<ReadRequest, GgufHeader, Buffer> {
-  const parser = new HeaderParser(fileSize);
+function* headerReads(fileSize: number, options: ReadHeaderOptions): Generator<ReadRequest, GgufHeader, Buffer> {
+  const parser = new HeaderParser(fileSize, options.maxArrayItems);
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // file offset of buf[0]
   let readSize = FIRST_READ_BYTES;
@@ -193,7 +205,7 @@ class HeaderParser {
   private readonly metadataTypes: Record<string, GgufType> = {};
   private readonly tensors: GgufTensorInfo[] = [];
 
-  constructor(private readonly fileSize: number) {}
+  constructor(private readonly fileSize: number, private readonly maxArrayItems = Infinity) {}
 
   get done(): boolean {
     return this.stage === 'done';
@@ -303,6 +315,10 @@ class HeaderParser {
       const itemType = this.scalarType(itemTypeId, key);
       const minItemBytes = ggufScalarSize(itemType) ?? 8;
       if (n * minItemBytes > this.fileSize) throw new GgufFormatError(`array ${key} is longer than the file`);
+      if (n > this.maxArrayItems) {
+        skipScalarArray(cur, itemType, n);
+        return [{ array: itemType }, new Array<GgufValue>(n)];
+      }
       return [{ array: itemType }, readScalarArray(cur, itemType, n)];
     }
     const type = this.scalarType(typeId, key);
@@ -338,6 +354,21 @@ function readScalar(cur: Cursor, type: GgufScalarType): GgufValue {
       return b === 1;
     }
     case 'string': return cur.string();
+  }
+}
+
+/** Moves past an array without decoding it (strings: only their length prefixes are read). */
+function skipScalarArray(cur: Cursor, type: GgufScalarType, n: number): void {
+  if (type !== 'string') {
+    const bytes = ggufScalarSize(type)! * n;
+    cur.need(bytes);
+    cur.pos += bytes;
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    const len = cur.size('string length');
+    cur.need(len);
+    cur.pos += len;
   }
 }
 
@@ -431,4 +462,91 @@ function readStringArray(cur: Cursor, n: number): string[] {
   const out = new Array<string>(n);
   for (let i = 0; i < n; i++) out[i] = cur.string();
   return out;
+}
+
+// ------------------------------------------------------------------------------- split models
+
+/** One file of a split model (`<prefix>-00001-of-00003.gguf`, ...). */
+export interface GgufSplitPart {
+  readonly path: string;
+  readonly header: GgufHeader;
+}
+
+/**
+ * A model's header: for a single file, its header; for a split model, the first part's metadata
+ * (llama.cpp reads metadata from the first split only) with the tensors of all parts, each
+ * tagged with its part index. `parts` lists every file with its own header.
+ */
+export interface GgufModelHeader extends GgufHeader {
+  readonly parts: readonly GgufSplitPart[];
+}
+
+const SPLIT_NAME = /^(.*)-(\d{5})-of-(\d{5})\.gguf$/;
+
+/**
+ * The part paths of a split model named like `<prefix>-00002-of-00003.gguf` (llama_split_path's
+ * format), or undefined when the name has no split suffix.
+ */
+export function splitPartPaths(file: string): string[] | undefined {
+  const m = SPLIT_NAME.exec(file);
+  if (!m) return undefined;
+  const count = Number(m[3]);
+  if (count < 1 || Number(m[2]) < 1 || Number(m[2]) > count) return undefined;
+  return Array.from({ length: count }, (_, i) => `${m[1]}-${String(i + 1).padStart(5, '0')}-of-${m[3]}.gguf`);
+}
+
+function splitCount(h: GgufHeader): number {
+  const n = h.metadata['split.count'];
+  return typeof n === 'number' ? n : 0;
+}
+
+function mergeSplit(parts: GgufSplitPart[]): GgufModelHeader {
+  const first = parts[0]!;
+  const declared = splitCount(first.header);
+  if (declared !== parts.length) {
+    throw new GgufFormatError(`${path.basename(first.path)}: split.count is ${declared} but ${parts.length} parts were found`);
+  }
+  const tensors: GgufTensorInfo[] = [];
+  parts.forEach((p, i) => {
+    const no = p.header.metadata['split.no'];
+    if (no !== undefined && no !== i) {
+      throw new GgufFormatError(`${path.basename(p.path)}: split.no is ${String(no)}, expected ${i}`);
+    }
+    for (const t of p.header.tensors) tensors.push({ ...t, split: i });
+  });
+  const expected = first.header.metadata['split.tensors.count'];
+  if (typeof expected === 'number' && expected !== tensors.length) {
+    throw new GgufFormatError(`split model declares ${expected} tensors but its parts hold ${tensors.length}`);
+  }
+  return { ...first.header, tensors, parts };
+}
+
+/** Which files to read for `file`: all parts when it is part of a split model, else itself. */
+function modelFiles(file: string, header: GgufHeader): string[] {
+  if (splitCount(header) <= 1) return [file];
+  const paths = splitPartPaths(file);
+  if (!paths || paths.length !== splitCount(header)) {
+    throw new GgufFormatError(`${path.basename(file)} is part of a ${splitCount(header)}-file split model but is not named <prefix>-NNNNN-of-NNNNN.gguf`);
+  }
+  return paths;
+}
+
+/**
+ * Reads a model's header: a single GGUF file, or every part of a split model when `file` is any
+ * of its parts (the tensor table then spans all parts).
+ */
+export async function readGgufModelHeader(file: string, options: ReadHeaderOptions = {}): Promise<GgufModelHeader> {
+  const header = await readGgufHeader(file, options);
+  const files = modelFiles(file, header);
+  if (files.length === 1) return { ...header, parts: [{ path: file, header }] };
+  const parts = await Promise.all(files.map(async (f) => ({ path: f, header: f === file ? header : await readGgufHeader(f, options) })));
+  return mergeSplit(parts);
+}
+
+/** Synchronous variant of readGgufModelHeader. */
+export function readGgufModelHeaderSync(file: string, options: ReadHeaderOptions = {}): GgufModelHeader {
+  const header = readGgufHeaderSync(file, options);
+  const files = modelFiles(file, header);
+  if (files.length === 1) return { ...header, parts: [{ path: file, header }] };
+  return mergeSplit(files.map((f) => ({ path: f, header: f === file ? header : readGgufHeaderSync(f, options) })));
 }

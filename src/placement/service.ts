@@ -7,8 +7,8 @@ import { statSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GpuConfig } from '../config/index.js';
-import { estimateMemory, modelInfo, type Device, type EstimateSettings, type ModelInfo } from '../estimate/index.js';
-import { readGgufHeaderSync } from '../gguf/index.js';
+import { estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo, type Device, type EstimateSettings, type ModelInfo } from '../estimate/index.js';
+import { readGgufModelHeaderSync } from '../gguf/index.js';
 import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import { estimateSettings } from './model-settings.js';
@@ -82,7 +82,7 @@ export class PlacementService {
     if (cached && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached.info;
     let info: ModelInfo;
     try {
-      info = modelInfo(readGgufHeaderSync(file));
+      info = modelInfo(readGgufModelHeaderSync(file, MODEL_INFO_READ_OPTIONS));
     } catch (err) {
       throw new ClientError(422, 'model_unreadable', `cannot read the GGUF header of ${file}: ${(err as Error).message}`);
     }

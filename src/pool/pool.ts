@@ -139,6 +139,12 @@ export class Pool extends EventEmitter {
     if (this.closed) return Promise.reject(new PoolError(503, 'shutting_down', 'the proxy is shutting down'));
     const blocked = this.backoff(model.id);
     if (blocked) return Promise.reject(blocked);
+    // Fast path: the model is ready and nobody waits ahead: no queue entry, no timer.
+    if (this.queue.length === 0) {
+      for (const entry of this.entries.values()) {
+        if (entry.state === 'ready' && entry.instance && entry.model.id === model.id) return Promise.resolve(this.lease(entry, entry.instance, model));
+      }
+    }
     if (this.queue.length >= this.options.maxQueue) {
       return Promise.reject(
         new PoolError(503, 'queue_full', `too many requests waiting (${this.queue.length}, pool.maxQueue ${this.options.maxQueue})`, 1),

@@ -1,0 +1,17 @@
+/**
+ * The memory model of llama.cpp (pure): GGUF header -> ModelInfo once, then
+ * estimateMemory(model, settings, placement) per candidate placement. See README.md.
+ */
+
+export { MODEL_INFO_READ_OPTIONS, modelInfo, ModelInfoError, type ModelInfo, type ModelTensor, type GraphFamily, type SwaType, type TensorLayer } from './model-info.js';
+export {
+  AUTO_PARALLEL, DEFAULT_BATCH, DEFAULT_UBATCH, EstimateError, KV_CACHE_TYPES, kvCacheType, resolveSettings,
+  type EstimateSettings, type FlashAttn, type KvCacheType, type ResolvedSettings, type TensorOverride,
+} from './settings.js';
+export { CPU_ONLY, effectiveSplit, type Device, type DeviceKind, type Placement } from './placement.js';
+export { CPU, layerAssignment, splitPoints, type LayerAssignment } from './layers.js';
+export { kvPlan, type KvLayer, type KvPlan } from './kv-cache.js';
+export { placeWeights, type WeightPlacement } from './weights.js';
+export { DEFAULT_OVERHEAD_BYTES } from './overhead.js';
+export { estimateMemory, type DeviceMemory, type MemoryEstimate } from './estimate.js';
+export { toJson, type EstimateJson } from './json.js';

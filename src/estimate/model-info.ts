@@ -1,0 +1,246 @@
+/**
+ * What the estimator needs from a GGUF header, derived once per model: hyperparameters as
+ * llama.cpp's loader reads them (llama_model_base::load_hparams plus the per-architecture
+ * load_arch_hparams), and the tensor table with each tensor's bytes and the layer it belongs to.
+ * Everything else in src/estimate works from this object, so estimating many placements for one
+ * model never touches the header again.
+ */
+
+import { ggmlTypeById, tensorBytes, type GgmlTypeInfo } from '../gguf/ggml-types.js';
+import type { GgufHeader } from '../gguf/reader.js';
+import type { GgufValue } from '../gguf/value-types.js';
+
+/** Where a tensor sits in llama.cpp's layer structure (llm_tensor_info's layer category). */
+export type TensorLayer =
+  /** token_embd & co: always on the CPU ("there is very little benefit to offloading the input layer") */
+  | { readonly kind: 'input' }
+  /** output, output_norm, cls*: placed like layer n_layer */
+  | { readonly kind: 'output' }
+  /** blk.<il>.* */
+  | { readonly kind: 'layer'; readonly il: number };
+
+export interface ModelTensor {
+  readonly name: string;
+  readonly type: GgmlTypeInfo;
+  /** ggml order: dims[0] is the row length. */
+  readonly dims: readonly number[];
+  readonly bytes: number;
+  readonly layer: TensorLayer;
+  /** An `ffn_*_exps` tensor (the routed experts of a MoE layer). */
+  readonly isExpert: boolean;
+}
+
+export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
+
+/** The graph families the compute model knows (see compute/graph-llm.ts). */
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'generic';
+
+export interface ModelInfo {
+  readonly arch: string;
+  readonly name: string | undefined;
+  readonly family: GraphFamily;
+  readonly nLayer: number;
+  readonly nEmbd: number;
+  readonly nVocab: number;
+  readonly nCtxTrain: number;
+  /** Per layer. */
+  readonly nHead: readonly number[];
+  /** Per layer; 0 marks a layer without attention (recurrent). */
+  readonly nHeadKv: readonly number[];
+  /** Per layer. */
+  readonly nFf: readonly number[];
+  readonly nEmbdHeadK: number;
+  readonly nEmbdHeadV: number;
+  readonly nExpert: number;
+  readonly nExpertUsed: number;
+  /** Width of one routed expert (expert_feed_forward_length, or the expert tensors' shape). */
+  readonly nFfExp: number;
+  readonly swaType: SwaType;
+  /** Sliding window in tokens (0 when none). */
+  readonly nSwa: number;
+  /** Per layer: uses the sliding window. */
+  readonly isSwa: readonly boolean[];
+  readonly attnSoftcap: boolean;
+  readonly finalSoftcap: boolean;
+  /** No output.weight: llama.cpp reuses token_embd as the output projection. */
+  readonly tiedEmbeddings: boolean;
+  readonly tensors: readonly ModelTensor[];
+  /** Tensors by name. */
+  readonly tensorByName: ReadonlyMap<string, ModelTensor>;
+  /** Sum of all tensor bytes (the weights as stored). */
+  readonly weightBytes: number;
+  /** Things the estimate cannot model exactly for this model. */
+  readonly caveats: readonly string[];
+}
+
+export class ModelInfoError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelInfoError';
+  }
+}
+
+const INPUT_TENSORS = new Set(['token_embd', 'token_embd_norm', 'position_embd', 'token_types', 'per_layer_token_embd']);
+const OUTPUT_TENSORS = new Set(['output', 'output_norm', 'cls', 'cls_out', 'cls_norm', 'output_b']);
+
+function layerOf(name: string): TensorLayer {
+  if (name.startsWith('blk.')) {
+    const dot = name.indexOf('.', 4);
+    const il = Number(name.slice(4, dot));
+    if (Number.isInteger(il)) return { kind: 'layer', il };
+  }
+  const base = name.replace(/\.(weight|bias)$/, '');
+  if (INPUT_TENSORS.has(base)) return { kind: 'input' };
+  if (OUTPUT_TENSORS.has(base) || base.startsWith('cls')) return { kind: 'output' };
+  // Tensors llama.cpp creates inside layer 0 (rope_freqs, rope_factors_*) or globally.
+  return { kind: 'layer', il: 0 };
+}
+
+function num(v: GgufValue | undefined): number | undefined {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint') return Number(v);
+  if (typeof v === 'boolean') return v ? 1 : 0;
+  return undefined;
+}
+
+/** A key that may be a scalar or a per-layer array (llama_model_loader::get_key_or_arr). */
+function perLayer(v: GgufValue | undefined, n: number, fallback: readonly number[]): number[] {
+  if (Array.isArray(v)) {
+    const out = v.map((x) => num(x as GgufValue) ?? 0);
+    while (out.length < n) out.push(out[out.length - 1] ?? 0);
+    return out.slice(0, n);
+  }
+  const s = num(v);
+  return s === undefined ? [...fallback] : new Array<number>(n).fill(s);
+}
+
+/** Default SWA layout per architecture (load_arch_hparams): [type, period, dense first, default window]. */
+const SWA_DEFAULTS: Readonly<Record<string, readonly [SwaType, number, boolean, number]>> = {
+  gemma2: ['standard', 2, false, 4096],
+  gemma3: ['standard', 6, false, 0],
+  gemma3n: ['standard', 5, false, 0],
+  cohere2: ['standard', 4, false, 0],
+  'gpt-oss': ['standard', 2, false, 0],
+  llama4: ['chunked', 4, false, 8192],
+  exaone4: ['standard', 4, false, 4096],
+  olmo2: ['standard', 4, false, 0],
+  smallthinker: ['standard', 4, true, 0],
+};
+
+const FAMILY: Readonly<Record<string, GraphFamily>> = {
+  llama: 'llama', mistral3: 'llama', qwen2: 'llama', granite: 'llama', smollm3: 'llama',
+  qwen3: 'qwen3', qwen3moe: 'qwen3',
+  gemma2: 'gemma2',
+  gemma3: 'gemma3',
+  phi3: 'phi3',
+};
+
+/**
+ * Header read options for modelInfo: it needs per-layer arrays (a few hundred items at most) but
+ * not the vocabulary's strings, only their count, so large arrays need not be decoded.
+ */
+export const MODEL_INFO_READ_OPTIONS = Object.freeze({ maxArrayItems: 4096 });
+
+/** Builds the ModelInfo of a model from its header (for a split model, the merged header). */
+export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): ModelInfo {
+  const md = header.metadata;
+  const arch = md['general.architecture'];
+  if (typeof arch !== 'string') throw new ModelInfoError('general.architecture is missing');
+  const key = (k: string): GgufValue | undefined => md[`${arch}.${k}`];
+  const caveats: string[] = [];
+
+  const nLayer = num(key('block_count'));
+  const nEmbd = num(key('embedding_length'));
+  if (!nLayer || !nEmbd) throw new ModelInfoError(`${arch}.block_count / embedding_length missing`);
+
+  const tensors: ModelTensor[] = [];
+  const tensorByName = new Map<string, ModelTensor>();
+  let weightBytes = 0;
+  for (const t of header.tensors) {
+    const type = ggmlTypeById(t.type);
+    if (!type) throw new ModelInfoError(`tensor ${t.name} has unknown GGML type ${t.type}`);
+    const bytes = tensorBytes(type.name, t.dims);
+    const mt: ModelTensor = {
+      name: t.name, type, dims: t.dims, bytes, layer: layerOf(t.name), isExpert: /\.ffn_(gate|up|down|gate_up)_exps\./.test(t.name),
+    };
+    tensors.push(mt);
+    tensorByName.set(t.name, mt);
+    weightBytes += bytes;
+  }
+
+  const tokenEmbd = tensorByName.get('token_embd.weight');
+  const tokens = md['tokenizer.ggml.tokens'];
+  const nVocab = num(key('vocab_size')) ?? (Array.isArray(tokens) ? tokens.length : undefined) ?? tokenEmbd?.dims[1];
+  if (!nVocab) throw new ModelInfoError('vocabulary size unknown');
+
+  const nHead = perLayer(key('attention.head_count'), nLayer, new Array<number>(nLayer).fill(0));
+  const nHeadKv = perLayer(key('attention.head_count_kv'), nLayer, nHead);
+  const nFf = perLayer(key('feed_forward_length'), nLayer, new Array<number>(nLayer).fill(0));
+  const head0 = nHead.find((h) => h > 0) ?? 1;
+  const nEmbdHeadK = num(key('attention.key_length')) ?? nEmbd / head0;
+  const nEmbdHeadV = num(key('attention.value_length')) ?? nEmbd / head0;
+
+  const nExpert = num(key('expert_count')) ?? 0;
+  const nExpertUsed = num(key('expert_used_count')) ?? 0;
+  const expTensor = tensors.find((t) => t.name.endsWith('.ffn_down_exps.weight'));
+  const nFfExp = num(key('expert_feed_forward_length')) ?? expTensor?.dims[0] ?? nFf[0] ?? 0;
+
+  // Sliding-window attention
+  let swaType: SwaType = 'none';
+  let nSwa = 0;
+  let isSwa = new Array<boolean>(nLayer).fill(false);
+  const declaredWindow = num(key('attention.sliding_window'));
+  const swaDefault = SWA_DEFAULTS[arch];
+  if (swaDefault && (declaredWindow ?? swaDefault[3]) > 0) {
+    const [type, period, denseFirst, window] = swaDefault;
+    swaType = type;
+    nSwa = declaredWindow ?? window;
+    const pattern = key('attention.sliding_window_pattern');
+    if (Array.isArray(pattern)) {
+      isSwa = Array.from({ length: nLayer }, (_, il) => Boolean(pattern[il]));
+    } else {
+      const p = num(pattern) ?? period;
+      isSwa = Array.from({ length: nLayer }, (_, il) => (denseFirst ? p === 0 || il % p !== 0 : p === 0 || il % p < p - 1));
+    }
+  } else if (declaredWindow && arch !== 'phi3' && !swaDefault) {
+    // phi3 reads the window but llama.cpp disables its SWA; other unknown archs may use it.
+    caveats.push(`${arch}: attention.sliding_window is set but the SWA layout of this architecture is not modelled; KV is sized for full attention (an upper bound)`);
+  }
+
+  const family = FAMILY[arch] ?? 'generic';
+  if (family === 'generic') {
+    caveats.push(`${arch}: no exact compute-graph model; the compute buffer is estimated with the llama graph shape`);
+  }
+  if (nHeadKv.some((h) => h === 0)) {
+    caveats.push(`${arch}: layers without attention (recurrent state) are not modelled`);
+  }
+
+  const general = md['general.name'];
+  return {
+    arch,
+    name: typeof general === 'string' ? general : undefined,
+    family,
+    nLayer,
+    nEmbd,
+    nVocab,
+    nCtxTrain: num(key('context_length')) ?? 0,
+    nHead,
+    nHeadKv,
+    nFf,
+    nEmbdHeadK,
+    nEmbdHeadV,
+    nExpert,
+    nExpertUsed,
+    nFfExp,
+    swaType,
+    nSwa,
+    isSwa,
+    attnSoftcap: arch === 'gemma2' && (num(key('attn_logit_softcapping')) ?? 50) > 0,
+    finalSoftcap: (num(key('final_logit_softcapping')) ?? (arch === 'gemma2' ? 30 : 0)) > 0,
+    tiedEmbeddings: !tensorByName.has('output.weight'),
+    tensors,
+    tensorByName,
+    weightBytes,
+    caveats,
+  };
+}
