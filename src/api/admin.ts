@@ -51,6 +51,7 @@ export function registerAdminRoutes(app: ProxyApp, { pool, resolve, monitor }: A
         placement: gpuAssignment(i),
         estimate_mib: i.placement ? { gpus: mibMap(i.estimatedGpuBytes), host: Math.round((i.placement.estimate.hostBytes / MIB) * 10) / 10 } : null,
         footprint_mib: i.actualGpuBytes.size > 0 ? { gpus: mibMap(i.actualGpuBytes) } : null,
+        logged_mib: i.logged ? { gpus: mibMap(i.logged.gpuBytes), host: Math.round((i.logged.hostBytes / MIB) * 10) / 10 } : null,
         gpu_processes: devices.flatMap((d) => d.processes.filter((p) => p.pid === i.pid).map((p) => ({ gpu: d.index, pid: p.pid, used_mib: Math.round((p.usedBytes / MIB) * 10) / 10 }))),
         load: i.state === 'ready' && i.url ? await readInstanceLoad(i.url) : null,
       })),

@@ -1,4 +1,5 @@
 /** The /health document (PRODUCT.md): pool capacity, each server, and the GPU part (null until GPUs are managed). */
+import type { AgentHealth } from '../agents/index.js';
 import type { Config } from '../config/index.js';
 import type { LlamaTools } from '../llamacpp/index.js';
 import type { GpuMonitor } from '../gpu/index.js';
@@ -11,6 +12,8 @@ export interface HealthInput {
   tools: LlamaTools;
   version: string;
   startedAt: number;
+  /** Loaded (and failed or disabled) agents. */
+  agents?: AgentHealth[];
   monitor?: GpuMonitor | undefined;
 }
 
@@ -64,7 +67,7 @@ export function gpuPoolStatus(monitor: GpuMonitor, servers: readonly InstanceInf
   };
 }
 
-export function healthReport({ config, pool, tools, version, startedAt, monitor }: HealthInput) {
+export function healthReport({ config, pool, tools, version, agents, startedAt, monitor }: HealthInput) {
   const now = Date.now();
   const running = pool.list();
   const servers = running.map((s) => ({
@@ -84,6 +87,9 @@ export function healthReport({ config, pool, tools, version, startedAt, monitor 
     estimated_vram_mib: s.placement ? mib(sum(s.estimatedGpuBytes)) : null,
     actual_vram_mib: s.actualGpuBytes.size > 0 ? mib(sum(s.actualGpuBytes)) : null,
     estimated_host_mib: s.placement ? mib(s.placement.estimate.hostBytes) : null,
+    // What the instance logged of its own buffers (weights, KV, compute; no CUDA context).
+    logged_vram_mib: s.logged && s.logged.gpuBytes.size > 0 ? mib(sum(s.logged.gpuBytes)) : null,
+    logged_host_mib: s.logged ? mib(s.logged.hostBytes) : null,
   }));
   return {
     status: 'ok',
@@ -98,6 +104,7 @@ export function healthReport({ config, pool, tools, version, startedAt, monitor 
     },
     servers,
     models_configured: Object.keys(config.models).length,
+    agents: agents ?? [],
     gpu_monitoring: monitor !== undefined && monitor.source.kind !== 'none',
     allocation_strategy: monitor && monitor.source.kind !== 'none' ? config.gpu.strategy : 'cpu-only',
     gpu_pool_status: monitor && monitor.source.kind !== 'none' ? gpuPoolStatus(monitor, running) : null,

@@ -63,6 +63,27 @@ const ModelGpuSchema = z
   })
   .strict();
 
+const agentName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'agent names use letters, digits and . _ -');
+
+/** Slash-command agents (src/agents/README.md). */
+const AgentsSchema = z
+  .object({
+    /** Folder of plugin folders (`<dir>/<name>/config.json` + module); relative to the config file's folder. */
+    dir: z.string().min(1).default('./plugins'),
+    /** Also load the agents shipped with the package (json, gpu, parallel); `dir` wins on a name clash. */
+    bundled: z.boolean().default(true),
+    /** Seconds one hook call may take before the agent is skipped for that request. */
+    timeout: z.number().positive().default(60),
+    /** When given, only these agents are enabled. */
+    enabled: z.array(agentName).optional(),
+    /** Agents to leave off even if their config.json enables them. */
+    disabled: z.array(agentName).default([]),
+    /** Per-agent settings, merged over the `settings` of the agent's config.json. */
+    settings: z.record(agentName, z.record(z.string(), z.unknown())).default({}),
+  })
+  .strict()
+  .prefault({});
+
 export const ModelEntrySchema = z
   .object({
     /** A GGUF file; relative paths are taken from the config file's folder. */
@@ -82,6 +103,8 @@ export const ModelEntrySchema = z
     /** Human description shown in /v1/models. */
     description: z.string().optional(),
     gpu: ModelGpuSchema.optional(),
+    /** Agents run on every chat/completions request to this model, before the prompt's slash commands ("parallel 3" gives arguments). */
+    agents: z.array(z.string().min(1)).optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
@@ -118,6 +141,8 @@ export const ConfigSchema = z
         startTimeout: seconds.default(120),
         /** Seconds between SIGTERM and SIGKILL when stopping an instance. */
         stopTimeout: seconds.default(10),
+        /** llama-server's -lv; at 4 it logs its memory buffers, which the proxy reads as the instance's footprint. */
+        logVerbosity: z.number().int().min(0).max(5).default(4),
         /** Backend of the managed build: auto picks cuda when nvcc is found. */
         backend: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
         /** Build the managed llama-server when none is found (otherwise fail with a message). */
@@ -157,8 +182,7 @@ export const ConfigSchema = z
     /** Where the managed llama-server build, the demo model and downloads live. */
     cacheDir: z.string().min(1).optional(),
     gpu: GpuSchema,
-    /** Agent settings (filled in by the agents work). */
-    agents: z.record(z.string(), z.unknown()).default({}),
+    agents: AgentsSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -170,3 +194,4 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ParsedConfig = z.output<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
 export type GpuConfig = z.output<typeof GpuSchema>;
+export type AgentsConfig = z.output<typeof AgentsSchema>;

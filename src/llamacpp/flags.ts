@@ -9,6 +9,8 @@ export interface ServerFlagsInput {
   parallel: number;
   /** From `llamaServer.extraArgs`, then the model's own `args`; later ones win in llama-server. */
   extraArgs: readonly string[];
+  /** -lv (4 logs the memory buffers the proxy reads back). */
+  logVerbosity?: number;
 }
 
 export function serverFlags(input: ServerFlagsInput): string[] {
@@ -24,6 +26,7 @@ export function serverFlags(input: ServerFlagsInput): string[] {
     '--metrics',
     '--no-webui',
     '--log-colors', 'off',
+    ...(input.logVerbosity !== undefined ? ['-lv', String(input.logVerbosity)] : []),
     ...input.extraArgs,
   ];
 }

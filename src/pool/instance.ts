@@ -46,7 +46,7 @@ export class InstanceError extends Error {
 
 const HEALTH_POLL_MS = 50;
 
-export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceState] }> {
+export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceState]; line: [string] }> {
   state: InstanceState = 'starting';
   readonly logs: RingBuffer<string>;
   readonly createdAt = Date.now();
@@ -57,10 +57,14 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
   private child: ChildProcess | undefined;
   private exited: Promise<ExitInfo> | undefined;
   private stopRequested = false;
+  /** Our own process said it bound the port: a /health answer then really comes from it, not a stranger's. */
+  private listening = false;
+  /** It said it could not bind the port (someone took it between our check and its start). */
+  bindFailed = false;
 
   constructor(readonly spec: InstanceSpec) {
     super();
-    this.logs = new RingBuffer(spec.logLines ?? 400);
+    this.logs = new RingBuffer(spec.logLines ?? 1000);
   }
 
   get id(): string {
@@ -126,7 +130,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
         throw new InstanceError(`${message}: ${this.logs.last(8).join(' | ')}`, this.logs.last(40));
       }
       if (this.stopRequested) throw new InstanceError(`instance ${this.id} was stopped while loading`, this.logs.last(20));
-      if (await this.healthy()) {
+      if (this.listening && (await this.healthy())) {
         this.readyAt = Date.now();
         this.setState('ready');
         return;
@@ -157,7 +161,13 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
       stream.on('data', (chunk: string) => {
         const lines = (pending + chunk).split('\n');
         pending = lines.pop() ?? '';
-        for (const line of lines) if (line.trim()) this.logs.push(line);
+        for (const line of lines) {
+          if (!line.trim()) continue;
+          this.logs.push(line);
+          if (!this.listening && line.includes(`listening on http://`) && line.includes(`:${this.spec.port}`)) this.listening = true;
+          if (line.includes("couldn't bind")) this.bindFailed = true;
+          this.emit('line', line);
+        }
       });
     }
   }

@@ -25,6 +25,7 @@ export class LlamaServerLauncher implements InstanceLauncher {
       port,
       ctx: model.ctx,
       parallel: model.parallel,
+      logVerbosity: this.config.llamaServer.logVerbosity,
       // The placement's flags come first, so a model's own args (its pins written as flags) still win.
       extraArgs: [...(gpu ? placementFlags(gpu) : []), ...this.config.llamaServer.extraArgs, ...model.args],
     });

@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { ResolvedModel } from '../models/index.js';
 import { PoolError } from './errors.js';
 import { describeExit, type ExitInfo, type Instance } from './instance.js';
+import { MemoryLogParser, type MemoryFootprint } from '../llamacpp/memory-log.js';
 import type { InstancePlacement, PlaceDecision } from '../placement/service.js';
 import type { RunningInstance } from '../placement/types.js';
 import { planSchedule, type EntryState } from './schedule.js';
@@ -59,6 +60,8 @@ interface Entry {
   gpuBytes: Map<number, number>;
   /** Measured per GPU (driver's per-process accounting), when known. */
   actualGpuBytes?: Map<number, number>;
+  /** The instance's own memory lines (-lv 4): its buffers per GPU index and on the host. */
+  logged?: { gpuBytes: Map<number, number>; hostBytes: number };
 }
 
 interface Waiter {
@@ -95,9 +98,26 @@ export interface InstanceInfo {
   estimatedGpuBytes: Map<number, number>;
   /** Measured bytes per GPU index (empty when not known). */
   actualGpuBytes: Map<number, number>;
+  /** Buffers the instance logged (weights, KV, compute; no CUDA context), per GPU index and host. */
+  logged: { gpuBytes: Map<number, number>; hostBytes: number } | undefined;
 }
 
 const RECENT_ENDED = 20;
+const PORT_ATTEMPTS = 3;
+
+/** The logged buffers by GPU index: the instance numbers its visible GPUs CUDA0, CUDA1, ... in placement order. */
+function loggedFootprint(f: MemoryFootprint, placement: InstancePlacement | undefined): { gpuBytes: Map<number, number>; hostBytes: number } | undefined {
+  const total = (b: { modelBytes: number; contextBytes: number; computeBytes: number; outputBytes: number }) => b.modelBytes + b.contextBytes + b.computeBytes + b.outputBytes;
+  const hostBytes = total(f.host);
+  if (hostBytes === 0 && f.devices.size === 0) return undefined;
+  const gpuBytes = new Map<number, number>();
+  for (const [name, sizes] of f.devices) {
+    const ordinal = /(\d+)$/.exec(name);
+    const gpu = ordinal ? placement?.gpus[Number(ordinal[1])] : undefined;
+    if (gpu) gpuBytes.set(gpu.index, (gpuBytes.get(gpu.index) ?? 0) + total(sizes));
+  }
+  return { gpuBytes, hostBytes };
+}
 
 interface FailureRecord {
   times: number[];
@@ -376,15 +396,32 @@ export class Pool extends EventEmitter {
           unlock = undefined;
         }
       }
-      entry.port = await this.options.ports.acquire();
-      if (entry.state !== 'starting') throw new Error('stopped while starting');
-      const instance = this.options.launcher.launch(model, entry.port, entry.instanceId, entry.placement);
-      entry.instance = instance;
-      instance.on('exit', (info) => this.onExit(entry, info));
-      this.log('starting instance', { instance: entry.instanceId, model: model.id, port: entry.port });
-      this.emit('starting', entry.instanceId, model.id);
-      await instance.start();
+      const memoryLog = new MemoryLogParser();
+      const onLine = (line: string) => memoryLog.feed(line);
+      let instance: Instance;
+      for (let attempt = 1; ; attempt++) {
+        entry.port = await this.options.ports.acquire();
+        if (entry.state !== 'starting') throw new Error('stopped while starting');
+        instance = this.options.launcher.launch(model, entry.port, entry.instanceId, entry.placement);
+        entry.instance = instance;
+        instance.on('exit', (info) => this.onExit(entry, info));
+        instance.on('line', onLine);
+        this.log('starting instance', { instance: entry.instanceId, model: model.id, port: entry.port });
+        this.emit('starting', entry.instanceId, model.id);
+        try {
+          await instance.start();
+          break;
+        } catch (err) {
+          // Another process bound the port between our check and llama-server's start: take the next one.
+          if (!instance.bindFailed || attempt >= PORT_ATTEMPTS || entry.state !== 'starting') throw err;
+          this.log('port taken meanwhile, retrying on another', { instance: entry.instanceId, port: entry.port });
+          this.options.ports.release(entry.port);
+          entry.port = undefined;
+        }
+      }
       if (entry.state !== 'starting') return; // stopped while loading
+      instance.off('line', onLine);
+      entry.logged = loggedFootprint(memoryLog.footprint(), entry.placement);
       if (placer && entry.placement && entry.placement.gpus.length > 0 && instance.pid !== undefined) {
         const measured = await placer.footprint(instance.pid);
         if (measured.size > 0) {
@@ -493,6 +530,7 @@ export class Pool extends EventEmitter {
       placement: e.placement,
       estimatedGpuBytes: new Map(e.placement?.gpus.map((g, i) => [g.index, e.placement!.estimate.gpuBytes[i] ?? 0]) ?? []),
       actualGpuBytes: new Map(e.actualGpuBytes ?? []),
+      logged: e.logged,
     }));
   }
 

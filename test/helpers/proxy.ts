@@ -25,6 +25,11 @@ export async function modelsFolder(seeds: number[]): Promise<{ root: string; mod
   return { root, modelsDir, files };
 }
 
+function workerPortRange(): [number, number] {
+  const base = 42_000 + (Number(process.env.VITEST_POOL_ID ?? 0) % 20) * 200;
+  return [base, base + 199];
+}
+
 /** Starts the proxy on a free port with the given llama-server and config (modelsDir/cacheDir in a temp folder). */
 export async function startTestProxy(binary: string, root: string, input: ConfigInput): Promise<TestProxy> {
   const config = buildConfig(
@@ -33,6 +38,8 @@ export async function startTestProxy(binary: string, root: string, input: Config
       cacheDir: path.join(root, 'cache'),
       ...input,
       server: { port: 0, ...input.server },
+      // Test files run in parallel workers: give each its own instance ports.
+      pool: { portRange: workerPortRange(), ...input.pool },
       llamaServer: { binary, autoBuild: false, startTimeout: 60, stopTimeout: 5, ...input.llamaServer },
       log: { level: 'silent' },
     },

@@ -71,6 +71,9 @@ describe.skipIf(!tools.server)(`GPU placement on simulated GPUs with a real llam
     const server = health.servers[0];
     expect(server.gpu_assignment).toMatchObject({ gpu_ids: [1], gpu_uuids: ['GPU-simulated-0001'], split_mode: 'none', n_gpu_layers: 3, tensor_split: null });
     expect(server.estimated_vram_mib).toBeCloseTo(needMiB, 0);
+    // The CPU build logs its buffers as host memory (-lv 4): weights, KV and compute of the tiny model.
+    expect(server.logged_host_mib).toBeGreaterThan(1);
+    expect(server.logged_vram_mib).toBeNull();
     const { args, env } = processLaunch(server.pid);
     expect(flag(args, '-ngl')).toBe('3');
     expect(flag(args, '--split-mode')).toBe('none');

@@ -118,8 +118,9 @@ describe.skipIf(!tools.server)(`pool over real llama-server instances${tools.rea
   });
 
   it('streams chunk by chunk: the first chunk arrives while llama-server is still generating', async () => {
-    const { url } = await proxy({});
-    const res = await streamRequest(url, chat('a', { max_tokens: 400, ignore_eos: true, stream: true }));
+    // Long enough (4000 tokens) that the slot is still busy when the first chunk has arrived.
+    const { url } = await proxy({}, { a: { path: files[1]!, ctx: 8192 } });
+    const res = await streamRequest(url, chat('a', { max_tokens: 4000, ignore_eos: true, stream: true }));
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     let slotBusyAtFirstChunk: boolean | undefined;
     const record = await readStream(res, async (_text, index) => {
