@@ -17,6 +17,7 @@ import type { Candidate, Cost, ModelPins, PlanResult, PlannerSettings, RunningIn
 
 const MIB = 1024 * 1024;
 const RECOVERY_POLL_MS = 100;
+const COST_CACHE_MODELS = 64;
 
 /** Where an instance runs: the planner's placement with the GPUs named, and what it is charged per GPU. */
 export interface InstancePlacement {
@@ -64,6 +65,7 @@ interface CachedInfo {
 
 export class PlacementService {
   private readonly infos = new Map<string, CachedInfo>();
+  private readonly costs = new Map<string, { info: ModelInfo; cost: (c: Candidate) => Cost }>();
 
   constructor(
     private readonly monitor: GpuMonitor,
@@ -88,6 +90,22 @@ export class PlacementService {
     }
     this.infos.set(file, { mtimeMs: st.mtimeMs, size: st.size, info });
     return info;
+  }
+
+  /**
+   * The cost function of one model under one set of settings, kept across decisions (a model placed again, or
+   * re-planned after an eviction, costs no new estimates). A few dozen models at most; oldest dropped first.
+   */
+  private costFor(file: string, info: ModelInfo, settings: EstimateSettings): (c: Candidate) => Cost {
+    const key = `${file}|${JSON.stringify(settings)}`;
+    let entry = this.costs.get(key);
+    if (!entry || entry.info !== info) {
+      const overhead = this.settings.overheadMiB !== undefined ? this.settings.overheadMiB * MIB : undefined;
+      entry = { info, cost: estimatorCost(info, settings, overhead) };
+      this.costs.set(key, entry);
+      if (this.costs.size > COST_CACHE_MODELS) this.costs.delete(this.costs.keys().next().value!);
+    }
+    return entry.cost;
   }
 
   private plannerSettings(): PlannerSettings {
@@ -140,8 +158,7 @@ export class PlacementService {
     const settings = estimateSettings(model.ctx, model.parallel, model.args);
     const devices = this.hasGpus ? await this.monitor.refresh() : [];
     const state = running();
-    const overhead = this.settings.overheadMiB !== undefined ? this.settings.overheadMiB * MIB : undefined;
-    const estimate = estimatorCost(info, settings, overhead);
+    const estimate = this.costFor(model.file, info, settings);
     const result = planPlacement({
       modelId: model.id,
       nLayers: info.nLayer,
