@@ -22,7 +22,8 @@ export {
 export {
   GgufFormatError, parseGgufHeader, readGgufHeader, readGgufHeaderSync,
   readGgufModelHeader, readGgufModelHeaderSync, splitPartPaths,
-  type GgufHeader, type GgufModelHeader, type GgufSplitPart, type GgufTensorInfo, type ReadHeaderOptions,
+  mergeSplit, readGgufHeaderFrom,
+  type GgufByteSource, type GgufHeader, type GgufModelHeader, type GgufSplitPart, type GgufTensorInfo, type ReadHeaderOptions,
 } from './reader.js';
 export { TINY_CHAT_TEMPLATE, buildTinyModel, writeTinyModel, type TinyModelOptions } from './tiny-model.js';
 export {

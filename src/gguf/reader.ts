@@ -121,6 +121,34 @@ export function parseGgufHeader(bytes: Uint8Array): GgufHeader {
   return parser.result();
 }
 
+/** Random access to a file's bytes held elsewhere (e.g. behind HTTP range requests). */
+export interface GgufByteSource {
+  /** The whole file's size in bytes. */
+  readonly size: number;
+  /** Up to `length` bytes at `position` (fewer only at the end of the file). */
+  read(position: number, length: number): Promise<Uint8Array>;
+}
+
+/**
+ * Reads a header through `source`, asking only for the bytes it needs: `firstReadBytes` first
+ * (default 4 MiB), then reads growing 4x until the header is complete. Used to read a remote
+ * file's header (HTTP range requests) before the file is downloaded.
+ */
+export async function readGgufHeaderFrom(
+  source: GgufByteSource,
+  options: ReadHeaderOptions = {},
+  firstReadBytes = FIRST_READ_BYTES,
+): Promise<GgufHeader> {
+  const steps = headerReads(source.size, options, firstReadBytes);
+  let step = steps.next();
+  while (!step.done) {
+    const { position, length } = step.value;
+    const bytes = await source.read(position, length);
+    step = steps.next(Buffer.from(bytes.buffer, bytes.byteOffset, Math.min(bytes.byteLength, length)));
+  }
+  return step.value;
+}
+
 interface ReadRequest {
   readonly position: number;
   readonly length: number;
@@ -131,11 +159,11 @@ interface ReadRequest {
  * them, returns the parsed header. Bytes of a partly read item are kept and prepended to the
  * next chunk.
  */
-function* headerReads(fileSize: number, options: ReadHeaderOptions): Generator<ReadRequest, GgufHeader, Buffer> {
+function* headerReads(fileSize: number, options: ReadHeaderOptions, firstRead = FIRST_READ_BYTES): Generator<ReadRequest, GgufHeader, Buffer> {
   const parser = new HeaderParser(fileSize, options.maxArrayItems);
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = 0; // file offset of buf[0]
-  let readSize = FIRST_READ_BYTES;
+  let readSize = Math.max(1, Math.floor(firstRead));
   for (;;) {
     const used = parser.parse(buf, bufStart);
     if (parser.done) return parser.result();
@@ -500,7 +528,8 @@ function splitCount(h: GgufHeader): number {
   return typeof n === 'number' ? n : 0;
 }
 
-function mergeSplit(parts: GgufSplitPart[]): GgufModelHeader {
+/** Merges the headers of a split model's parts, in order (part 1 first), into one model header. */
+export function mergeSplit(parts: GgufSplitPart[]): GgufModelHeader {
   const first = parts[0]!;
   const declared = splitCount(first.header);
   if (declared !== parts.length) {

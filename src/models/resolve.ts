@@ -1,8 +1,11 @@
 /** From a client's model identifier to the GGUF file and the settings its instance gets. */
 import { existsSync, statSync } from 'node:fs';
 import type { Config, ModelEntry } from '../config/index.js';
+import type { GgufModelHeader } from '../gguf/index.js';
 import { ClientError } from './errors.js';
 import { findCachedHfModel, hubCacheDirs } from './hf-cache.js';
+import type { DownloadProgress, HubResolution, ModelHub } from './hub.js';
+import { variantGiven } from './hub-variants.js';
 import { parseModelId, type ModelRef } from './identifier.js';
 
 export interface ResolvedModel {
@@ -18,6 +21,8 @@ export interface ResolvedModel {
   pinned: boolean;
   /** GPU pins from the model's config entry. */
   gpu?: ModelEntry['gpu'];
+  /** The multimodal projector downloaded with a Hugging Face model (for llama-server's --mmproj). */
+  mmproj?: string;
 }
 
 function requireFile(file: string, what: string): string {
@@ -34,9 +39,15 @@ function hfFile(config: Config, repo: string, variant: string, env: NodeJS.Proce
   throw new ClientError(
     404,
     'model_not_found',
-    `model ${repo}:${variant} is not in the local cache and this version does not download models.${have} ` +
-      `Put the GGUF in the models directory (${config.modelsDir}) or configure an alias with "path".`,
+    `model ${repo}:${variant} is not in the local cache.${have} ` +
+      `Download it with \`llama-smart-proxy pull ${repo}:${variant}\`, put the GGUF in the models directory (${config.modelsDir}) or configure an alias with "path".`,
   );
+}
+
+function entryHf(config: Config, alias: string, entry: ModelEntry): Extract<ModelRef, { kind: 'hf' }> {
+  const hf = parseModelId(entry.hf, new Set(), config.modelsDir);
+  if (hf.kind !== 'hf') throw new ClientError(500, 'config_error', `model "${alias}": "hf" must look like owner/repo[:variant]`);
+  return hf;
 }
 
 function fromEntry(config: Config, alias: string, entry: ModelEntry, env: NodeJS.ProcessEnv): ResolvedModel {
@@ -44,10 +55,13 @@ function fromEntry(config: Config, alias: string, entry: ModelEntry, env: NodeJS
   if (entry.path) {
     file = requireFile(entry.path, `model "${alias}"`);
   } else {
-    const hf = parseModelId(entry.hf, new Set(), config.modelsDir);
-    if (hf.kind !== 'hf') throw new ClientError(500, 'config_error', `model "${alias}": "hf" must look like owner/repo[:variant]`);
+    const hf = entryHf(config, alias, entry);
     file = hfFile(config, hf.repo, hf.variant, env);
   }
+  return entrySettings(config, alias, entry, file);
+}
+
+function entrySettings(config: Config, alias: string, entry: ModelEntry, file: string): ResolvedModel {
   return {
     id: alias,
     file,
@@ -82,4 +96,66 @@ export function resolveModel(config: Config, id: unknown, env: NodeJS.ProcessEnv
     case 'hf':
       return { id: `${ref.repo}:${ref.variant}`, file: hfFile(config, ref.repo, ref.variant, env), ref, ...defaults };
   }
+}
+
+export interface ResolveModelAsyncOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Download progress (see ModelHub.ensureDownloaded); not called when the model is on disk. */
+  onProgress?: (p: DownloadProgress) => void;
+  /**
+   * Called before anything is downloaded, with the model's GGUF header read by range requests (a few MiB) and
+   * the model as it will be resolved (its `file` is where the download will land): estimate and plan here, and
+   * throw (e.g. a ClientError 503/507) to refuse a model that can never fit. Not called for models on disk.
+   */
+  beforeDownload?: (info: { header: GgufModelHeader; resolution: HubResolution; model: ResolvedModel }) => void | Promise<void>;
+  /** Stops waiting for a download (it goes on for the others). */
+  signal?: AbortSignal;
+}
+
+/**
+ * resolveModel, downloading Hugging Face models that are not on disk: `owner/repo[:variant]` and aliases with
+ * `hf`. Everything else (and everything when `hub` is undefined) resolves as resolveModel does. Throws ClientError
+ * as resolveModel, and HubError (a ClientError) from the Hub and the download; see ModelHub.
+ */
+export async function resolveModelAsync(config: Config, id: unknown, hub: ModelHub | undefined, opts: ResolveModelAsyncOptions = {}): Promise<ResolvedModel> {
+  const env = opts.env ?? process.env;
+  if (!hub) return resolveModel(config, id, env);
+  const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
+  let repo: string;
+  let variant: string | undefined;
+  let build: (file: string) => ResolvedModel;
+  if (ref.kind === 'alias') {
+    const entry = config.models[ref.alias];
+    if (!entry?.hf) return resolveModel(config, id, env);
+    const hf = entryHf(config, ref.alias, entry);
+    repo = hf.repo;
+    variant = variantGiven(entry.hf) ? hf.variant : undefined;
+    build = (file) => entrySettings(config, ref.alias, entry, file);
+  } else if (ref.kind === 'hf') {
+    repo = ref.repo;
+    variant = variantGiven(String(id)) ? ref.variant : undefined;
+    build = (file) => ({
+      id: `${ref.repo}:${ref.variant}`,
+      file,
+      ref,
+      ctx: config.modelDefaults.ctx,
+      parallel: config.modelDefaults.parallel,
+      args: [...config.modelDefaults.args],
+      ttl: config.pool.ttl,
+      pinned: false,
+    });
+  } else {
+    return resolveModel(config, id, env);
+  }
+  const resolution = await hub.resolve(repo, variant);
+  const model: ResolvedModel = { ...build(resolution.parts[0]!.local), ...(resolution.mmproj ? { mmproj: resolution.mmproj.local } : {}) };
+  if (!resolution.cached && opts.beforeDownload) {
+    const header = await hub.probeHeader(resolution);
+    await opts.beforeDownload({ header, resolution, model });
+  }
+  await hub.ensureDownloaded(resolution, {
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  return model;
 }

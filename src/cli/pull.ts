@@ -1,0 +1,102 @@
+/**
+ * `llama-smart-proxy pull <model>`: resolves a Hugging Face `owner/repo[:variant]` (or a configured alias with
+ * `hf`) and downloads it into the cache, with a progress bar on a terminal and plain lines otherwise. Prints the
+ * model file's path on stdout.
+ */
+import { loadConfig } from '../config/index.js';
+import {
+  ClientError, DEFAULT_HF_VARIANT, createModelHub, describeProgress, formatBytes, parseModelId, variantGiven, type DownloadProgress,
+} from '../models/index.js';
+
+export interface PullFlags {
+  config?: string;
+  /** Log lines of the hub (resolution, retries) on stderr. */
+  verbose?: boolean;
+}
+
+export interface CliIO {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  env: NodeJS.ProcessEnv;
+}
+
+const processIO = (): CliIO => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
+
+/** What `pull` downloads for `model`: a Hugging Face id, or an alias whose entry has `hf`. */
+export function pullTarget(model: string, config: ReturnType<typeof loadConfig>): { repo: string; variant?: string } {
+  const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
+  if (ref.kind === 'alias') {
+    const entry = config.models[ref.alias]!;
+    if (!entry.hf) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is a local file (${entry.path}); only Hugging Face models are pulled`);
+    const hf = parseModelId(entry.hf, new Set(), config.modelsDir);
+    if (hf.kind !== 'hf') throw new ClientError(400, 'config_error', `model "${model}": "hf" must look like owner/repo[:variant]`);
+    return { repo: hf.repo, ...(variantGiven(entry.hf) ? { variant: hf.variant } : {}) };
+  }
+  if (ref.kind === 'hf') return { repo: ref.repo, ...(variantGiven(model) ? { variant: ref.variant } : {}) };
+  throw new ClientError(400, 'nothing_to_pull', `"${model}" is a file path; pull takes a Hugging Face "owner/repo[:variant]" or an alias with "hf"`);
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+/** One line of the progress bar, fitted to `columns`. */
+export function progressBar(p: DownloadProgress, columns = 80): string {
+  const frac = p.totalBytes > 0 ? Math.min(1, p.receivedBytes / p.totalBytes) : 1;
+  const pct = `${String(Math.floor(frac * 100)).padStart(3)}%`;
+  const rate = p.bytesPerSecond > 0 ? `${formatBytes(p.bytesPerSecond)}/s` : '';
+  const eta = p.bytesPerSecond > 0 ? `eta ${duration((p.totalBytes - p.receivedBytes) / p.bytesPerSecond)}` : '';
+  const state = p.phase === 'waiting' ? 'waiting for another process' : p.phase === 'verify' ? 'verifying' : '';
+  const info = [pct, `${formatBytes(p.receivedBytes)}/${formatBytes(p.totalBytes)}`, rate, eta, state].filter(Boolean).join(' ');
+  const width = Math.max(10, Math.min(40, columns - info.length - 4));
+  const filled = Math.round(frac * width);
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${info}`.slice(0, Math.max(1, columns - 1));
+}
+
+export async function pullCommand(model: string, flags: PullFlags = {}, io: CliIO = processIO()): Promise<void> {
+  const config = loadConfig({ ...(flags.config ? { file: flags.config } : {}), env: io.env });
+  const log = flags.verbose ? (msg: string, fields?: Record<string, unknown>) => io.stderr.write(`${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`) : undefined;
+  const hub = createModelHub(config, io.env, log);
+  try {
+    const target = pullTarget(model, config);
+    const res = await hub.resolve(target.repo, target.variant);
+    const parts = res.parts.length > 1 ? ` (+${res.parts.length - 1} parts)` : '';
+    const mmproj = res.mmproj ? ` and ${res.mmproj.path}` : '';
+    io.stderr.write(`${res.repo}:${target.variant ?? DEFAULT_HF_VARIANT} -> ${res.parts[0]!.path}${parts}${mmproj}, ${formatBytes(res.totalBytes)}, commit ${res.commit.slice(0, 12)}\n`);
+    if (res.note) io.stderr.write(`note: ${res.note}\n`);
+    if (res.cached) io.stderr.write('already in the cache\n');
+    else if (res.missingBytes < res.totalBytes) io.stderr.write(`resuming: ${formatBytes(res.totalBytes - res.missingBytes)} already on disk\n`);
+
+    const tty = io.stderr.isTTY === true;
+    let lastLine = '';
+    let nextStep = 0;
+    let lastPlain = 0;
+    const onProgress = (p: DownloadProgress) => {
+      if (tty) {
+        lastLine = `\r\x1b[K${progressBar(p, io.stderr.columns ?? 80)}`;
+        io.stderr.write(lastLine);
+        return;
+      }
+      const pct = p.totalBytes > 0 ? (p.receivedBytes / p.totalBytes) * 100 : 100;
+      if (pct >= nextStep || Date.now() - lastPlain > 10_000 || p.phase === 'done') {
+        nextStep = Math.floor(pct / 10) * 10 + 10;
+        lastPlain = Date.now();
+        io.stderr.write(`${describeProgress(p)}\n`);
+      }
+    };
+    const started = Date.now();
+    const downloading = !res.cached;
+    const out = await hub.ensureDownloaded(res, { onProgress, progressIntervalMs: tty ? 100 : 500 });
+    if (tty && lastLine) io.stderr.write('\n');
+    if (downloading) io.stderr.write(`done in ${duration((Date.now() - started) / 1000)}\n`);
+    io.stdout.write(`${out.file}\n`);
+    if (out.mmproj) io.stdout.write(`${out.mmproj}\n`);
+  } finally {
+    await hub.close();
+  }
+}
