@@ -144,6 +144,27 @@ export class PlacementService {
    * Decides where `model` runs, given the proxy's instances (running) and loads under way, on GPU readings taken
    * now. Synchronous after the read, so the caller can record the result before anything else plans.
    */
+  /**
+   * Whether the model could run here at all, were every instance of ours stopped: the refusal reason if not.
+   * For models not on disk yet (a download not started): `info` comes from a header fetched by range.
+   */
+  async refusalIfNeverFits(model: ResolvedModel, info: ModelInfo, ours: () => Map<number, number>): Promise<string | undefined> {
+    const settings = estimateSettings(model.ctx, model.parallel, model.args);
+    const devices = this.hasGpus ? await this.monitor.refresh() : [];
+    const held = ours();
+    const result = planPlacement({
+      modelId: model.id,
+      nLayers: info.nLayer,
+      estimate: this.costFor(model.file, info, settings),
+      gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: Math.min(d.totalBytes, d.freeBytes + (held.get(d.index) ?? 0)), utilization: d.utilizationGpu })),
+      running: [],
+      loading: new Map(),
+      pins: this.pins(model, devices),
+      settings: this.plannerSettings(),
+    });
+    return result.kind === 'refuse' ? result.reason : undefined;
+  }
+
   async decide(model: ResolvedModel, running: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision> {
     let info: ModelInfo;
     try {

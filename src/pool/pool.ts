@@ -300,6 +300,18 @@ export class Pool extends EventEmitter {
     return { running, loading };
   }
 
+  /** Bytes the ledger charges per GPU index, over every instance. */
+  charges(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const e of this.entries.values()) for (const [gpu, bytes] of e.gpuBytes) out.set(gpu, (out.get(gpu) ?? 0) + bytes);
+    return out;
+  }
+
+  /** Model files of instances that run or load (the download cache must not evict them). */
+  filesInUse(): Set<string> {
+    return new Set([...this.entries.values()].map((e) => e.model.file));
+  }
+
   /** Bytes the ledger charges on one GPU (what a simulated GPU shows as used). */
   chargedOn(gpuIndex: number): number {
     let sum = 0;
