@@ -2,6 +2,7 @@
  * Wiring: config -> llama.cpp tools -> pool -> HTTP app. Used by `serve` and by the integration tests.
  */
 import type { Logger } from 'pino';
+import { loadAgentRegistry } from './agents/index.js';
 import { buildApp } from './api/app.js';
 import type { ProxyApp } from './api/types.js';
 import type { Config } from './config/index.js';
@@ -68,7 +69,8 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   });
   // Simulated GPUs show as used exactly what the ledger charges the proxy's instances.
   if (source instanceof SimulatedSource) source.charged = (index) => pool.chargedOn(index);
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, monitor });
+  const agents = await loadAgentRegistry(config, logger);
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, agents, monitor });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {

@@ -4,15 +4,18 @@
  */
 import Fastify, { LogController, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { AgentRegistry, AgentSession, toJsonSafe, type AgentEndpoint, type AgentPlan, type JsonObject, type ServingInstance } from '../agents/index.js';
 import type { Config } from '../config/index.js';
+import type { GpuMonitor } from '../gpu/index.js';
 import type { LlamaTools } from '../llamacpp/index.js';
 import { ClientError, resolveModel, type ResolvedModel } from '../models/index.js';
-import type { Pool } from '../pool/pool.js';
+import type { Lease, Pool } from '../pool/pool.js';
+import { agentResponseTransform, writeAgentReply } from './agent-exchange.js';
 import { describeError, openaiError, sendError } from './errors.js';
 import { registerAdminRoutes } from './admin.js';
 import { healthReport } from './health.js';
 import type { ProxyApp } from './types.js';
-import { forward, UpstreamClients } from './upstream.js';
+import { forward, requestJson, UpstreamClients, type BodyTransform } from './upstream.js';
 
 export interface AppDeps {
   config: Config;
@@ -21,10 +24,30 @@ export interface AppDeps {
   logger: Logger;
   version: string;
   startedAt?: number;
+  /** Loaded agents (none when absent). */
+  agents?: AgentRegistry;
+  /** GPU readings for /health (absent: no GPU section). */
+  monitor?: GpuMonitor;
 }
 
 /** Endpoints that carry a prompt to one model: body JSON with "model". */
 export const INFERENCE_PATHS = ['chat/completions', 'completions', 'embeddings', 'rerank'] as const;
+/** Of those, the ones whose prompt may run agents (embeddings and rerank never do). */
+const AGENT_PATHS: ReadonlySet<string> = new Set<AgentEndpoint>(['chat/completions', 'completions']);
+
+/** How proxyToModel may differ from a plain pass-through (the agents path). */
+interface ProxyOptions {
+  /** The body to send instead of the raw bytes received. */
+  body?: string;
+  /** Already listening for the client going away. */
+  signal?: AbortSignal;
+  /** Told which lease serves the request. */
+  onLease?: (lease: Lease) => void;
+  /** Response rewriting; `upstreamDone` releases the lease early. */
+  transform?: (upstreamDone: () => void) => (status: number, contentType: string | undefined) => BodyTransform | undefined;
+  /** Extra fields for the request's log line. */
+  logFields?: () => Record<string, unknown>;
+}
 const MODEL_SCOPED_POST = ['/tokenize', '/detokenize', '/apply-template', '/infill'] as const;
 const MODEL_SCOPED_GET = ['/props', '/slots'] as const;
 
@@ -55,8 +78,22 @@ function clientGone(reply: FastifyReply): AbortSignal {
   return controller.signal;
 }
 
+/**
+ * Request hooks may rewrite anything but the model (resolved before them) and `stream` (the client's choice of
+ * format): those two are put back, with a warning. To use another model, an agent calls context.complete.
+ */
+function keepModelAndStream(out: JsonObject, original: JsonObject, log: Logger): JsonObject {
+  if (out.model === original.model && out.stream === original.stream) return out;
+  log.warn({ from: { model: original.model, stream: original.stream }, to: { model: out.model, stream: out.stream } }, 'a request hook changed "model" or "stream"; restored');
+  const fixed: JsonObject = { ...out, model: original.model };
+  if ('stream' in original) fixed.stream = original.stream;
+  else delete fixed.stream;
+  return fixed;
+}
+
 export function buildApp(deps: AppDeps): ProxyApp {
   const { config, pool, logger } = deps;
+  const agents = deps.agents ?? AgentRegistry.empty();
   const startedAt = deps.startedAt ?? Date.now();
   const upstream = new UpstreamClients();
   const app = Fastify({
@@ -101,25 +138,106 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const resolve = (id: unknown): ResolvedModel => resolveModel(config, id);
 
   /** Takes a lease on the model's instance (loading it if needed) and forwards the request to it. */
-  async function proxyToModel(request: FastifyRequest, reply: FastifyReply, modelId: unknown, target: { method: 'GET' | 'POST'; path: string }): Promise<void> {
-    const model = resolve(modelId);
-    const signal = clientGone(reply);
+  async function proxyToModel(request: FastifyRequest, reply: FastifyReply, model: ResolvedModel, target: { method: 'GET' | 'POST'; path: string }, options: ProxyOptions = {}): Promise<void> {
+    const signal = options.signal ?? clientGone(reply);
     const started = Date.now();
     const lease = await pool.acquire(model, signal);
     const waitedMs = Date.now() - started;
+    options.onLease?.(lease);
     reply.hijack();
     try {
       const client = upstream.get(lease.instance, model.parallel + 1);
-      const body = target.method === 'POST' ? request.parsedBody?.raw : undefined;
+      const body = target.method === 'POST' ? (options.body ?? request.parsedBody?.raw) : undefined;
       const result = await forward(
         client,
         lease.instance,
-        { method: target.method, path: target.path, ...(body ? { body, contentType: 'application/json' } : {}), headers: request.headers },
+        {
+          method: target.method,
+          path: target.path,
+          ...(body ? { body, contentType: 'application/json' } : {}),
+          headers: request.headers,
+          ...(options.transform ? { transform: options.transform(() => lease.release()) } : {}),
+        },
         reply.raw,
       );
-      request.log.info({ model: model.id, instance: lease.instance.id, path: target.path, status: result.status, outcome: result.outcome, waitedMs, ms: Date.now() - started }, 'proxied');
+      request.log.info({ model: model.id, instance: lease.instance.id, path: target.path, status: result.status, outcome: result.outcome, waitedMs, ms: Date.now() - started, ...options.logFields?.() }, 'proxied');
     } finally {
       lease.release();
+    }
+  }
+
+  /** context.complete: one model call through the pool, no agents, not streamed. */
+  async function callModel(endpoint: AgentEndpoint, body: JsonObject, signal: AbortSignal): Promise<JsonObject> {
+    const model = resolve(body.model);
+    const lease = await pool.acquire(model, signal);
+    try {
+      const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
+      return await requestJson(upstream.get(lease.instance, model.parallel + 1), lease.instance, `/v1/${endpoint}`, rest, signal);
+    } finally {
+      lease.release();
+    }
+  }
+
+  /** A chat/completions request: straight through when it names no agent, else through its agent chain. */
+  async function proxyPrompt(request: FastifyRequest, reply: FastifyReply, endpoint: AgentEndpoint, target: { method: 'POST'; path: string }): Promise<void> {
+    // The model is resolved before any agent runs: agents never decide which model serves the request.
+    const model = resolve(modelFromBody(request));
+    const body = bodyObject(request);
+    const plan = agents.plan(endpoint, body, model.id);
+    // No agent: the raw bytes go out exactly as received.
+    if (!plan) return proxyToModel(request, reply, model, target);
+    return proxyWithAgents(request, reply, model, endpoint, target, body, plan);
+  }
+
+  async function proxyWithAgents(request: FastifyRequest, reply: FastifyReply, model: ResolvedModel, endpoint: AgentEndpoint, target: { method: 'POST'; path: string }, body: JsonObject, plan: AgentPlan): Promise<void> {
+    const signal = clientGone(reply);
+    const stream = body.stream === true;
+    let served: Lease['instance'] | undefined;
+    // Read when an agent asks (not before: the record can be large), fresh from the pool, every field as the pool
+    // reports it, made JSON-friendly (its per-GPU byte counts are Maps). An instance gone since is described by
+    // what its process object still knows.
+    const instanceInfo = (instance: Lease['instance']): ServingInstance => {
+      const info = pool.list().find((i) => i.id === instance.id);
+      if (info) return toJsonSafe(info) as ServingInstance;
+      return { id: instance.id, modelId: instance.spec.modelId, state: instance.state, pid: instance.pid ?? null, exitedAt: instance.exitedAt ?? null };
+    };
+    const session = new AgentSession(plan.chain, {
+      requestId: String(request.id),
+      model: model.id,
+      modelField: body.model,
+      endpoint,
+      stream,
+      // The app's logger is pino (loggerInstance), so the request's child is one too.
+      log: request.log as Logger,
+      signal,
+      complete: callModel,
+      instance: () => (served ? instanceInfo(served) : undefined),
+      onFailure: (name, hook, reason) => agents.recordFailure(name, hook, reason),
+    });
+    try {
+      const outcome = await session.runRequest(plan.body);
+      if (outcome.reply) {
+        reply.hijack();
+        const status = await writeAgentReply(reply.raw, session, outcome.reply, stream, signal).catch((err: Error) => {
+          request.log.error({ err, agents: session.names }, 'writing an agent reply failed');
+          if (!reply.raw.headersSent) reply.raw.writeHead(500, { 'content-type': 'application/json' }).end(JSON.stringify(openaiError(500, `agent reply failed: ${err.message}`, 'agent_error')));
+          else reply.raw.destroy();
+          return 500;
+        });
+        request.log.info({ model: model.id, path: target.path, agents: session.names, answeredBy: outcome.reply.agent, status, agentsFailed: session.failed }, 'answered by agent');
+        return;
+      }
+      await proxyToModel(request, reply, model, target, {
+        body: JSON.stringify(keepModelAndStream(outcome.body, body, request.log as Logger)),
+        signal,
+        onLease: (lease) => {
+          served = lease.instance;
+        },
+        transform: (upstreamDone) => agentResponseTransform(session, upstreamDone),
+        logFields: () => ({ agents: session.names, agentsFailed: session.failed }),
+      });
+    } finally {
+      session.finish();
     }
   }
 
@@ -132,19 +250,20 @@ export function buildApp(deps: AppDeps): ProxyApp {
   for (const suffix of INFERENCE_PATHS) {
     const target = { method: 'POST' as const, path: `/v1/${suffix}` };
     for (const route of [`/v1/${suffix}`, `/${suffix}`]) {
-      app.post(route, (request, reply) => proxyToModel(request, reply, modelFromBody(request), target));
+      if (AGENT_PATHS.has(suffix)) app.post(route, (request, reply) => proxyPrompt(request, reply, suffix as AgentEndpoint, target));
+      else app.post(route, (request, reply) => proxyToModel(request, reply, resolve(modelFromBody(request)), target));
     }
   }
 
   // llama-server's own endpoints, sent to the instance of the model named in the body (POST) or query (GET).
   for (const route of MODEL_SCOPED_POST) {
-    app.post(route, (request, reply) => proxyToModel(request, reply, modelFromBody(request), { method: 'POST', path: route }));
+    app.post(route, (request, reply) => proxyToModel(request, reply, resolve(modelFromBody(request)), { method: 'POST', path: route }));
   }
   for (const route of MODEL_SCOPED_GET) {
     app.get(route, (request, reply) => {
       const query = request.query as Record<string, unknown>;
       if (query.model === undefined) throw new ClientError(400, 'model_required', `${route} needs a ?model= query parameter`);
-      return proxyToModel(request, reply, query.model, { method: 'GET', path: route });
+      return proxyToModel(request, reply, resolve(query.model), { method: 'GET', path: route });
     });
   }
 
@@ -169,8 +288,8 @@ export function buildApp(deps: AppDeps): ProxyApp {
     return { object: 'list', data };
   });
 
-  app.get('/health', async () => healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt }));
-  registerAdminRoutes(app, { config, pool, resolve });
+  app.get('/health', async () => healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor }));
+  registerAdminRoutes(app, { config, pool, resolve, monitor: deps.monitor });
 
   app.addHook('onClose', async () => {
     await upstream.close();

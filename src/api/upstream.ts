@@ -37,6 +37,9 @@ export class UpstreamClients {
   }
 }
 
+/** Rewrites an answer's body on its way to the client (agents' response hooks). */
+export type BodyTransform = (body: AsyncIterable<Buffer>) => AsyncIterable<Buffer | string>;
+
 export interface ForwardRequest {
   method: 'GET' | 'POST';
   /** Path and query on the instance. */
@@ -44,6 +47,8 @@ export interface ForwardRequest {
   body?: string | Buffer;
   contentType?: string;
   headers?: IncomingHttpHeaders;
+  /** Chosen once the upstream status and content type are known; undefined passes the body through as is. */
+  transform?: (status: number, contentType: string | undefined) => BodyTransform | undefined;
 }
 
 export interface ForwardResult {
@@ -52,6 +57,27 @@ export interface ForwardResult {
   bytes: number;
   /** How the exchange ended. */
   outcome: 'ok' | 'client_closed' | 'upstream_error';
+}
+
+/**
+ * llama-server closes the connection after a streamed (SSE) answer although it announced keep-alive, so the
+ * next request undici sends on that socket fails before any answer ("other side closed", UND_ERR_SOCKET): the
+ * server never read it, and it is sent once more on a fresh connection.
+ */
+function isStaleConnection(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET';
+}
+
+type RequestOptions = Parameters<UndiciPool['request']>[0];
+
+async function requestRetryingStale(pool: UndiciPool, options: RequestOptions & { signal: AbortSignal }): Promise<Awaited<ReturnType<UndiciPool['request']>>> {
+  try {
+    return await pool.request(options);
+  } catch (err) {
+    if (!isStaleConnection(err) || options.signal.aborted) throw err;
+    return await pool.request(options);
+  }
 }
 
 /** Why an upstream exchange broke, naming the model and the instance's exit when it died. */
@@ -81,7 +107,7 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
     if (req.contentType) headers['content-type'] = req.contentType;
     let upstream;
     try {
-      upstream = await pool.request({
+      upstream = await requestRetryingStale(pool, {
         method: req.method,
         path: req.path,
         headers,
@@ -104,9 +130,11 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
     const sse = isEventStream(outHeaders['content-type']);
     res.writeHead(upstream.statusCode, outHeaders);
     if (sse) res.flushHeaders();
+    const transform = req.transform?.(upstream.statusCode, outHeaders['content-type']);
+    const body: AsyncIterable<Buffer | string> = transform ? transform(upstream.body) : upstream.body;
     try {
-      for await (const chunk of upstream.body) {
-        bytes += (chunk as Buffer).length;
+      for await (const chunk of body) {
+        bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
         // Respect the client's pace: stop reading upstream while the client's buffer is full.
         if (!res.write(chunk) && !res.destroyed) await once(res, 'drain', { signal: abort.signal });
       }
@@ -127,4 +155,50 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
   } finally {
     res.off('close', onClose);
   }
+}
+
+/** A model call that failed: the status it answered (502 when it could not be reached) and why. */
+export class UpstreamCallError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamCallError';
+  }
+}
+
+/**
+ * One JSON request to an instance, its JSON answer returned whole (for agents calling a model through the
+ * proxy). Throws UpstreamCallError for a non-2xx answer or a body that is not a JSON object.
+ */
+export async function requestJson(pool: UndiciPool, instance: Instance, path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
+  let upstream;
+  try {
+    upstream = await requestRetryingStale(pool, {
+      method: 'POST',
+      path,
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(body),
+      signal,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    throw new UpstreamCallError(502, upstreamFailure(instance, err));
+  }
+  const text = await upstream.body.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  const ok = upstream.statusCode >= 200 && upstream.statusCode < 300;
+  if (!ok || typeof json !== 'object' || json === null || Array.isArray(json)) {
+    const detail = (json as { error?: { message?: unknown } } | undefined)?.error?.message;
+    throw new UpstreamCallError(ok ? 502 : upstream.statusCode, `model "${instance.spec.modelId}" answered ${upstream.statusCode}: ${typeof detail === 'string' ? detail : text.slice(0, 300)}`);
+  }
+  return json as Record<string, unknown>;
 }

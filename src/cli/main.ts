@@ -8,6 +8,8 @@ import { doctorCommand } from './doctor.js';
 import { gpusCommand } from './gpus.js';
 import { estimateCommand } from './estimate.js';
 import { makeModelCommand } from './make-model.js';
+import { modelsCommand } from './models.js';
+import { pullCommand } from './pull.js';
 import { serveCommand } from './serve.js';
 import { setupCommand } from './setup.js';
 
@@ -93,6 +95,22 @@ program
   .option('--fit-params <path>', 'llama-fit-params to use for --verify (default: found like llama-server)')
   .option('--config <file>', 'configuration file (to find llama-fit-params)')
   .action(estimateCommand);
+
+program
+  .command('pull')
+  .description('download a Hugging Face model into the cache (progress bar on a terminal); prints the model file\'s path')
+  .argument('<model>', 'owner/repo[:variant] (default variant Q4_K_M, else the closest), or a configured alias with "hf"')
+  .option('-c, --config <file>', 'configuration file')
+  .option('-v, --verbose', 'print what the hub does (resolution, resumes, retries)')
+  .action((model: string, flags: { config?: string; verbose?: boolean }) => pullCommand(model, flags));
+
+program
+  .command('models')
+  .description('list the models in the Hugging Face caches: repo, file, size, last used, partial downloads')
+  .option('-c, --config <file>', 'configuration file')
+  .option('--all', 'also list files that are not GGUF')
+  .option('--json', 'machine-readable output')
+  .action((flags: { config?: string; json?: boolean; all?: boolean }) => modelsCommand(flags));
 
 async function main(): Promise<void> {
   try {

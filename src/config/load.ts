@@ -100,6 +100,7 @@ export function buildConfig(raw: unknown, source: string | null, options: Omit<L
     ...parsed,
     models,
     modelsDir: abs(parsed.modelsDir),
+    agents: { ...parsed.agents, dir: abs(parsed.agents.dir) },
     cacheDir: parsed.cacheDir ? abs(parsed.cacheDir) : defaultCacheDir(env),
     llamaServer: {
       ...parsed.llamaServer,

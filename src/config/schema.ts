@@ -84,6 +84,29 @@ const AgentsSchema = z
   .strict()
   .prefault({});
 
+/** Models from the Hugging Face Hub (src/models/hub.ts). Unset keys fall back to the Hugging Face environment variables. */
+const HubSchema = z
+  .object({
+    /** The Hub's address; default $HF_ENDPOINT, else https://huggingface.co. */
+    endpoint: z.url({ protocol: /^https?$/ }).optional(),
+    /** Token for private and gated repos; default $HF_TOKEN, else the token file of `hf auth login`. */
+    token: z.string().min(1).optional(),
+    /** Use only the cache, never the network; default $HF_HUB_OFFLINE. */
+    offline: z.boolean().optional(),
+    /** Largest size of the download cache (<cacheDir>/hub), GiB; least recently used models not running are deleted beyond it. 0 = no limit. */
+    cacheLimitGiB: z.number().nonnegative().default(0),
+    /** Seconds to connect to the Hub or its CDN. */
+    connectTimeout: z.number().positive().default(30),
+    /** Seconds without a byte before a request is abandoned (a download is then resumed). */
+    readTimeout: z.number().positive().default(60),
+    /** Times a broken download is resumed automatically before the request fails (the partial file stays). */
+    retries: z.number().int().nonnegative().default(5),
+    /** First range read of a remote GGUF header (for the estimate before the download), MiB; grows 4x until the header is read. */
+    headerProbeMiB: z.number().positive().max(64).default(8),
+  })
+  .strict()
+  .prefault({});
+
 export const ModelEntrySchema = z
   .object({
     /** A GGUF file; relative paths are taken from the config file's folder. */
@@ -182,6 +205,7 @@ export const ConfigSchema = z
     /** Where the managed llama-server build, the demo model and downloads live. */
     cacheDir: z.string().min(1).optional(),
     gpu: GpuSchema,
+    hub: HubSchema,
     agents: AgentsSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
@@ -195,3 +219,4 @@ export type ParsedConfig = z.output<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
 export type GpuConfig = z.output<typeof GpuSchema>;
 export type AgentsConfig = z.output<typeof AgentsSchema>;
+export type HubConfig = z.output<typeof HubSchema>;
