@@ -8,7 +8,7 @@ import type { ProxyApp } from './api/types.js';
 import type { Config } from './config/index.js';
 import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
 import { ensureLlamaTools, type LlamaTools } from './llamacpp/index.js';
-import { resolveModel } from './models/index.js';
+import { createModelHub, resolveModelAsync } from './models/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
 import { Pool } from './pool/pool.js';
@@ -70,7 +70,8 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   // Simulated GPUs show as used exactly what the ledger charges the proxy's instances.
   if (source instanceof SimulatedSource) source.charged = (index) => pool.chargedOn(index);
   const agents = await loadAgentRegistry(config, logger);
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, agents, monitor });
+  const hub = createModelHub(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'hub' }, msg), { inUse: () => pool.filesInUse() });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, agents, monitor, hub, placer });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
@@ -85,12 +86,13 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
 
   for (const [alias, entry] of Object.entries(config.models)) {
     if (!entry.pinned) continue;
-    pool.load(resolveModel(config, alias)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
+    resolveModelAsync(config, alias, hub).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
   }
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      await hub.close();
       await pool.shutdown();
       await app.close();
       monitor.stop();

@@ -11,6 +11,8 @@ export interface AdminDeps {
   config: Config;
   pool: Pool;
   resolve: (id: unknown) => ResolvedModel;
+  /** Resolution that may download (load of a Hugging Face model not cached yet). */
+  resolveAsync?: (id: unknown) => Promise<ResolvedModel>;
   monitor?: GpuMonitor | undefined;
 }
 
@@ -39,7 +41,7 @@ function optionalModel(body: unknown): unknown {
   return (body as Record<string, unknown>).model;
 }
 
-export function registerAdminRoutes(app: ProxyApp, { pool, resolve, monitor }: AdminDeps): void {
+export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync, monitor }: AdminDeps): void {
   /** One call for an operator: per instance, where it runs, estimate vs footprint, its GPU processes and its load. */
   app.get('/status', async () => {
     const now = Date.now();
@@ -79,7 +81,7 @@ export function registerAdminRoutes(app: ProxyApp, { pool, resolve, monitor }: A
     const id = optionalModel(request.body);
     if (id === undefined) throw new ClientError(400, 'model_required', 'request body needs a "model" field');
     const started = Date.now();
-    const info = await pool.load(resolve(id));
+    const info = await pool.load(resolveAsync ? await resolveAsync(id) : resolve(id));
     return { status: 'ready', load_ms: Date.now() - started, instance: describeInstance(info, Date.now()) };
   });
 

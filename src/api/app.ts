@@ -8,12 +8,14 @@ import { AgentRegistry, AgentSession, toJsonSafe, type AgentEndpoint, type Agent
 import type { Config } from '../config/index.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import type { LlamaTools } from '../llamacpp/index.js';
-import { ClientError, resolveModel, type ResolvedModel } from '../models/index.js';
+import { ClientError, type ModelHub, type ResolvedModel } from '../models/index.js';
+import type { PlacementService } from '../placement/service.js';
 import type { Lease, Pool } from '../pool/pool.js';
 import { agentResponseTransform, writeAgentReply } from './agent-exchange.js';
 import { describeError, openaiError, sendError } from './errors.js';
 import { registerAdminRoutes } from './admin.js';
 import { healthReport } from './health.js';
+import { endStreamWithError, modelResolver, progressStarted } from './model-resolution.js';
 import type { ProxyApp } from './types.js';
 import { forward, requestJson, UpstreamClients, type BodyTransform } from './upstream.js';
 
@@ -28,6 +30,10 @@ export interface AppDeps {
   agents?: AgentRegistry;
   /** GPU readings for /health (absent: no GPU section). */
   monitor?: GpuMonitor;
+  /** Downloads Hugging Face models on demand (absent: only models already on disk). */
+  hub?: ModelHub;
+  /** Refuses a model that can never fit before it is downloaded. */
+  placer?: PlacementService;
 }
 
 /** Endpoints that carry a prompt to one model: body JSON with "model". */
@@ -135,7 +141,8 @@ export function buildApp(deps: AppDeps): ProxyApp {
     void reply.code(404).send(openaiError(404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
   });
 
-  const resolve = (id: unknown): ResolvedModel => resolveModel(config, id);
+  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
+  const resolve = resolver.sync;
 
   /** Takes a lease on the model's instance (loading it if needed) and forwards the request to it. */
   async function proxyToModel(request: FastifyRequest, reply: FastifyReply, model: ResolvedModel, target: { method: 'GET' | 'POST'; path: string }, options: ProxyOptions = {}): Promise<void> {
@@ -168,7 +175,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
 
   /** context.complete: one model call through the pool, no agents, not streamed. */
   async function callModel(endpoint: AgentEndpoint, body: JsonObject, signal: AbortSignal): Promise<JsonObject> {
-    const model = resolve(body.model);
+    const model = await resolver.async(body.model, { signal });
     const lease = await pool.acquire(model, signal);
     try {
       const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
@@ -180,17 +187,26 @@ export function buildApp(deps: AppDeps): ProxyApp {
 
   /** A chat/completions request: straight through when it names no agent, else through its agent chain. */
   async function proxyPrompt(request: FastifyRequest, reply: FastifyReply, endpoint: AgentEndpoint, target: { method: 'POST'; path: string }): Promise<void> {
-    // The model is resolved before any agent runs: agents never decide which model serves the request.
-    const model = resolve(modelFromBody(request));
     const body = bodyObject(request);
-    const plan = agents.plan(endpoint, body, model.id);
-    // No agent: the raw bytes go out exactly as received.
-    if (!plan) return proxyToModel(request, reply, model, target);
-    return proxyWithAgents(request, reply, model, endpoint, target, body, plan);
+    const signal = clientGone(reply);
+    try {
+      // The model is resolved before any agent runs: agents never decide which model serves the request. A model
+      // being downloaded shows its progress to a streamed request as SSE comments.
+      const model = await resolver.async(modelFromBody(request), { signal, ...(body.stream === true ? { progressTo: reply.raw } : {}) });
+      if (progressStarted(reply.raw)) reply.hijack();
+      const plan = agents.plan(endpoint, body, model.id);
+      // No agent: the raw bytes go out exactly as received.
+      if (!plan) return await proxyToModel(request, reply, model, target, { signal });
+      return await proxyWithAgents(request, reply, model, endpoint, target, body, plan, signal);
+    } catch (err) {
+      if (!progressStarted(reply.raw)) throw err;
+      reply.hijack();
+      endStreamWithError(reply.raw, describeError(err));
+      request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed after download progress');
+    }
   }
 
-  async function proxyWithAgents(request: FastifyRequest, reply: FastifyReply, model: ResolvedModel, endpoint: AgentEndpoint, target: { method: 'POST'; path: string }, body: JsonObject, plan: AgentPlan): Promise<void> {
-    const signal = clientGone(reply);
+  async function proxyWithAgents(request: FastifyRequest, reply: FastifyReply, model: ResolvedModel, endpoint: AgentEndpoint, target: { method: 'POST'; path: string }, body: JsonObject, plan: AgentPlan, signal: AbortSignal): Promise<void> {
     const stream = body.stream === true;
     let served: Lease['instance'] | undefined;
     // Read when an agent asks (not before: the record can be large), fresh from the pool, every field as the pool
@@ -251,7 +267,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
     const target = { method: 'POST' as const, path: `/v1/${suffix}` };
     for (const route of [`/v1/${suffix}`, `/${suffix}`]) {
       if (AGENT_PATHS.has(suffix)) app.post(route, (request, reply) => proxyPrompt(request, reply, suffix as AgentEndpoint, target));
-      else app.post(route, (request, reply) => proxyToModel(request, reply, resolve(modelFromBody(request)), target));
+      else app.post(route, async (request, reply) => proxyToModel(request, reply, await resolver.async(modelFromBody(request)), target));
     }
   }
 
@@ -289,7 +305,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   });
 
   app.get('/health', async () => healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor }));
-  registerAdminRoutes(app, { config, pool, resolve, monitor: deps.monitor });
+  registerAdminRoutes(app, { config, pool, resolve, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor });
 
   app.addHook('onClose', async () => {
     await upstream.close();

@@ -118,7 +118,13 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
       });
     } catch (err) {
       if (abort.signal.aborted) return { status: 499, bytes, outcome: 'client_closed' };
-      const body = JSON.stringify(openaiError(502, upstreamFailure(instance, err), 'upstream_error'));
+      const error = openaiError(502, upstreamFailure(instance, err), 'upstream_error');
+      // Headers already out (download progress was streamed): the error goes as an SSE event.
+      if (res.headersSent) {
+        res.end(`data: ${JSON.stringify(error)}\n\n`);
+        return { status: 502, bytes, outcome: 'upstream_error' };
+      }
+      const body = JSON.stringify(error);
       res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       return { status: 502, bytes: body.length, outcome: 'upstream_error' };
     }
@@ -128,8 +134,17 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
       if (typeof v === 'string') outHeaders[name] = v;
     }
     const sse = isEventStream(outHeaders['content-type']);
-    res.writeHead(upstream.statusCode, outHeaders);
-    if (sse) res.flushHeaders();
+    if (res.headersSent) {
+      // Download progress already opened an SSE stream with 200: an upstream error becomes an error event.
+      if (upstream.statusCode >= 400) {
+        const text = await upstream.body.text();
+        res.end(`data: ${JSON.stringify(openaiError(upstream.statusCode, text.slice(0, 2000), 'upstream_error'))}\n\n`);
+        return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
+      }
+    } else {
+      res.writeHead(upstream.statusCode, outHeaders);
+      if (sse) res.flushHeaders();
+    }
     const transform = req.transform?.(upstream.statusCode, outHeaders['content-type']);
     const body: AsyncIterable<Buffer | string> = transform ? transform(upstream.body) : upstream.body;
     try {

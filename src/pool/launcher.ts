@@ -27,7 +27,13 @@ export class LlamaServerLauncher implements InstanceLauncher {
       parallel: model.parallel,
       logVerbosity: this.config.llamaServer.logVerbosity,
       // The placement's flags come first, so a model's own args (its pins written as flags) still win.
-      extraArgs: [...(gpu ? placementFlags(gpu) : []), ...this.config.llamaServer.extraArgs, ...model.args],
+      extraArgs: [
+        ...(gpu ? placementFlags(gpu) : []),
+        // The vision projector downloaded with the model (multimodal models).
+        ...(model.mmproj ? ['--mmproj', model.mmproj] : []),
+        ...this.config.llamaServer.extraArgs,
+        ...model.args,
+      ],
     });
     return new Instance({
       ...(gpu ? { env: { ...process.env, ...placementEnv(gpu) } } : {}),
