@@ -13,7 +13,6 @@
  *
  * npm run bench:agents [-- --iterations 20000 --requests 300 --rounds 3 --skip-e2e]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +23,7 @@ import { AgentRegistry, AgentSession, loadAgents, parseSseStream, serializeSseSt
 import { defaultCacheDir } from '../src/config/index.js';
 import { writeTinyModel } from '../src/gguf/index.js';
 import { ensureLlamaTools } from '../src/llamacpp/index.js';
+import { spawnProxy } from './serve-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -178,22 +178,6 @@ async function inProcess(root: string): Promise<void> {
 
 function sessionOptions(log: pino.Logger, signal: AbortSignal) {
   return { requestId: 'bench', model: 'bench', endpoint: 'chat/completions' as const, stream: false, log, signal, complete: async () => ({}), instance: () => undefined };
-}
-
-/** `serve` in its own process, as users run it. */
-async function spawnProxy(configFile: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve', '--config', configFile, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const m = /listening on (http:\S+)/.exec(stderr);
-    if (m) return { url: m[1]!, child };
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`the proxy did not start:\n${stderr}`);
 }
 
 async function endToEnd(root: string): Promise<void> {

@@ -8,7 +8,6 @@
  *
  * npm run bench:proxy [-- --requests 400 --rounds 3]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { Pool as UndiciPool } from 'undici';
 import { defaultCacheDir } from '../src/config/index.js';
 import { writeTinyModel } from '../src/gguf/index.js';
 import { ensureLlamaTools } from '../src/llamacpp/index.js';
+import { spawnProxy } from './serve-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -81,24 +81,6 @@ function merge(samples: Sample[]): { sorted: number[]; rps: number } {
   const all = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
   const wall = samples.reduce((a, s) => a + s.wallMs, 0);
   return { sorted: all, rps: (all.length / wall) * 1000 };
-}
-
-/** Runs `serve` in its own process (as users do), so the proxy does not share an event loop with this client. */
-async function spawnProxy(configFile: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve', '--config', configFile, '--port', '0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const m = /listening on (http:\S+)/.exec(stderr);
-    if (m) return { url: m[1]!, child };
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`the proxy did not start:\n${stderr}`);
 }
 
 async function main(): Promise<void> {

@@ -418,9 +418,9 @@ function readScalarArray(cur: Cursor, type: GgufScalarType, n: number): GgufValu
  * Copies the elements out through an aligned typed array: cheaper than a Buffer#readFloatLE
  * call per element, and filling a fresh array with plain numbers keeps V8 storing them unboxed.
  */
-function readFloat32Array(cur: Cursor, n: number): number[] {
+function readTypedArray(cur: Cursor, n: number, View: Float32ArrayConstructor | Int32ArrayConstructor): number[] {
   cur.need(4 * n);
-  const view = new Float32Array(n);
+  const view = new View(n);
   new Uint8Array(view.buffer).set(cur.buf.subarray(cur.pos, cur.pos + 4 * n));
   cur.pos += 4 * n;
   const out = new Array<number>(n);
@@ -428,15 +428,8 @@ function readFloat32Array(cur: Cursor, n: number): number[] {
   return out;
 }
 
-function readInt32Array(cur: Cursor, n: number): number[] {
-  cur.need(4 * n);
-  const view = new Int32Array(n);
-  new Uint8Array(view.buffer).set(cur.buf.subarray(cur.pos, cur.pos + 4 * n));
-  cur.pos += 4 * n;
-  const out = new Array<number>(n);
-  for (let i = 0; i < n; i++) out[i] = view[i]!;
-  return out;
-}
+const readFloat32Array = (cur: Cursor, n: number): number[] => readTypedArray(cur, n, Float32Array);
+const readInt32Array = (cur: Cursor, n: number): number[] => readTypedArray(cur, n, Int32Array);
 
 /** Strings of up to this many bytes qualify for the batch decoding in readStringArray. */
 const SHORT_STRING_BYTES = 0x80;

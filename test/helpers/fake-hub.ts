@@ -16,7 +16,10 @@
  * injected: cut the connection after N bytes, serve corrupt bytes, drop the X-Repo-Commit header.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, mkdtempSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { HubError, ModelHub, type ModelHubOptions } from '../../src/models/index.js';
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -344,4 +347,34 @@ export function tinyModelBytes(seed: number): Promise<Buffer> {
     tinyCache.set(seed, p);
   }
   return p;
+}
+
+export function tmpDir(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), `lsp-${prefix}-`));
+}
+
+/** ModelHub clients of a fake hub, each with a fresh cache (and no other caches), all closed by `closeAll`. */
+export function hubClients(fake: () => FakeHub): { client: (opts?: Partial<ModelHubOptions>) => ModelHub; closeAll: () => Promise<void> } {
+  const made: ModelHub[] = [];
+  return {
+    client: (opts = {}) => {
+      const h = new ModelHub({ cacheDir: tmpDir('hubcache'), endpoint: fake().hubUrl, searchDirs: [], retryDelayMs: 5, ...opts });
+      made.push(h);
+      return h;
+    },
+    closeAll: async () => {
+      await Promise.all(made.map((h) => h.close()));
+    },
+  };
+}
+
+/** The HubError a promise rejects with (fails the test if it resolves or throws something else). */
+export async function hubRefusal(p: Promise<unknown>): Promise<HubError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof HubError) return err;
+    throw err;
+  }
+  throw new Error('expected a HubError');
 }

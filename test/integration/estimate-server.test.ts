@@ -5,9 +5,7 @@
  * llama-fit-params does, so this checks the estimator's default ('slots') outputs.
  * The model is a sparse replica (zeros): it loads and reserves, and --no-warmup skips computing.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,63 +14,21 @@ import { readGgufHeaderSync, writeSparseReplica } from '../../src/gguf/index.js'
 import { settingsArgs } from '../../src/llamacpp/fit-params.js';
 import { MemoryLogParser, type MemoryFootprint } from '../../src/llamacpp/memory-log.js';
 import { llamaTools } from '../helpers/llama.js';
+import { startLlamaServer } from '../helpers/llama-process.js';
 
 const tools = llamaTools();
 const server = tools.server;
 const MiB = 1024 * 1024;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /** Starts llama-server, waits for /health, stops it (SIGTERM, for the breakdown table) and returns its footprint. */
 async function footprint(model: string, settings: EstimateSettings): Promise<MemoryFootprint> {
-  const port = await freePort();
-  const args = [
-    '-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', '2', '-lv', '4',
-    // --no-repack: this machine's AMX repack path crashes on quantized weights; --fit off: run what was asked
-    '--no-repack', '--no-warmup', '--fit', 'off', ...settingsArgs(settings),
-  ];
-  const proc: ChildProcess = spawn(server!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const parser = new MemoryLogParser();
-  let pending = '';
-  let tail = '';
-  const onData = (chunk: Buffer): void => {
-    const text = pending + chunk.toString();
-    const lines = text.split('\n');
-    pending = lines.pop() ?? '';
-    for (const line of lines) parser.feed(line);
-    tail = (tail + chunk.toString()).slice(-4000);
-  };
-  proc.stdout!.on('data', onData);
-  proc.stderr!.on('data', onData);
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  try {
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`llama-server exited with ${proc.exitCode}:\n${tail}`);
-      if (Date.now() > deadline) throw new Error(`llama-server not healthy within 60 s:\n${tail}`);
-      try {
-        if ((await fetch(`http://127.0.0.1:${port}/health`)).status === 200) break;
-      } catch {
-        // not listening yet
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  } finally {
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  if (pending) parser.feed(pending);
+  // --no-repack: this machine's AMX repack path crashes on quantized weights; --fit off: run what was asked
+  const running = await startLlamaServer(server!, model, ['-t', '2', '-lv', '4', '--no-repack', '--no-warmup', '--fit', 'off', ...settingsArgs(settings)], {
+    onLine: (line) => parser.feed(line),
+    timeoutMs: 60_000,
+  });
+  await running.stop(10_000);
   return parser.footprint();
 }
 

@@ -1,29 +1,21 @@
 /** The cache limit (least recently used models not in use go), the listing, and the pull / models commands. */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { progressBar, pullCommand } from '../../src/cli/pull.js';
-import { HubError, ModelHub, type ModelHubOptions } from '../../src/models/index.js';
-import { FakeHub, tinyModelBytes } from '../helpers/fake-hub.js';
+import { HubError, ModelHub } from '../../src/models/index.js';
+import { FakeHub, hubClients, tinyModelBytes, tmpDir } from '../helpers/fake-hub.js';
 
 let hub: FakeHub;
-const hubs: ModelHub[] = [];
+const { client, closeAll } = hubClients(() => hub);
+const tmp = tmpDir;
 let size = 0;
 
-function tmp(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), `lsp-${prefix}-`));
-}
 
-function client(opts: Partial<ModelHubOptions> = {}): ModelHub {
-  const h = new ModelHub({ cacheDir: tmp('hubcache'), endpoint: hub.hubUrl, searchDirs: [], retryDelayMs: 5, ...opts });
-  hubs.push(h);
-  return h;
-}
 
 async function pull(h: ModelHub, repo: string): Promise<string> {
   return (await h.ensureDownloaded(await h.resolve(repo, 'Q4_K_M'))).file;
@@ -41,7 +33,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(hubs.map((h) => h.close()));
+  await closeAll();
   await hub.close();
 });
 

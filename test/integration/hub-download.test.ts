@@ -2,43 +2,27 @@
  * Downloads against a local imitation of the Hub: the cache layout, resuming after a cut connection, corruption,
  * one download for many waiters, the header read before the download, and resolveModelAsync.
  */
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config/index.js';
 import { modelInfo } from '../../src/estimate/index.js';
 import { readGgufModelHeader, writeSparseReplica } from '../../src/gguf/index.js';
-import { ClientError, HubError, ModelHub, resolveModelAsync, type DownloadProgress, type ModelHubOptions } from '../../src/models/index.js';
-import { FakeHub, tinyModelBytes } from '../helpers/fake-hub.js';
+import { ClientError, resolveModelAsync, type DownloadProgress } from '../../src/models/index.js';
+import { FakeHub, hubClients, hubRefusal, tinyModelBytes, tmpDir } from '../helpers/fake-hub.js';
 import { writeSplitReplica } from '../unit/estimate-gguf-writers.js';
 
 let hub: FakeHub;
-const hubs: ModelHub[] = [];
+const { client, closeAll } = hubClients(() => hub);
+const tmp = tmpDir;
+const refusal = hubRefusal;
 const REPO = 'acme/tiny-GGUF';
 const FILE = 'tiny-Q4_K_M.gguf';
 let bytes: Buffer;
 let replicaSize = 0;
 
-function tmp(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), `lsp-${prefix}-`));
-}
 
-function client(opts: Partial<ModelHubOptions> = {}): ModelHub {
-  const h = new ModelHub({ cacheDir: tmp('hubcache'), endpoint: hub.hubUrl, searchDirs: [], retryDelayMs: 5, ...opts });
-  hubs.push(h);
-  return h;
-}
 
-async function refusal(p: Promise<unknown>): Promise<HubError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof HubError) return err;
-    throw err;
-  }
-  throw new Error('expected a HubError');
-}
 
 /** A repo holding one tiny model under a fresh name (each test gets its own blob, so server logs do not mix). */
 async function freshRepo(name: string, seed: number): Promise<{ repo: string; sha: string; data: Buffer }> {
@@ -66,7 +50,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(hubs.map((h) => h.close()));
+  await closeAll();
   await hub.close();
 });
 

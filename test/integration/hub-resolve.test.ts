@@ -1,34 +1,17 @@
 /** Resolution against a local imitation of the Hub: variants, splits, projectors, errors, gated repos, offline, other caches. */
-import { mkdirSync, mkdtempSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HubError, ModelHub, type ModelHubOptions } from '../../src/models/index.js';
-import { FakeHub, tinyModelBytes } from '../helpers/fake-hub.js';
+import { FakeHub, hubClients, hubRefusal, tinyModelBytes, tmpDir } from '../helpers/fake-hub.js';
 
 let hub: FakeHub;
 const TOKEN = 'hf_good_token';
-const hubs: ModelHub[] = [];
+const { client, closeAll } = hubClients(() => hub);
+const tmp = tmpDir;
+const refusal = hubRefusal;
 
-function tmp(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), `lsp-${prefix}-`));
-}
 
-function client(opts: Partial<ModelHubOptions> = {}): ModelHub {
-  const h = new ModelHub({ cacheDir: tmp('hubcache'), endpoint: hub.hubUrl, searchDirs: [], retryDelayMs: 5, ...opts });
-  hubs.push(h);
-  return h;
-}
 
-async function refusal(p: Promise<unknown>): Promise<HubError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof HubError) return err;
-    throw err;
-  }
-  throw new Error('expected a HubError');
-}
 
 const small = (s: string) => Buffer.from(`not a real model: ${s}`);
 
@@ -61,7 +44,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all(hubs.map((h) => h.close()));
+  await closeAll();
   await hub.close();
 });
 

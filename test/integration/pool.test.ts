@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { llamaTools } from '../helpers/llama.js';
 import { isAlive, waitFor } from '../helpers/processes.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
