@@ -13,7 +13,7 @@ function isObject(v: unknown): v is JsonObject {
 }
 
 /** Yields the body and calls `done` once it is over (read to its end, failed or abandoned). */
-async function* whenDone<T>(body: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
+export async function* whenDone<T>(body: AsyncIterable<T>, done: () => void): AsyncGenerator<T> {
   try {
     yield* body;
   } finally {

@@ -7,6 +7,17 @@ export interface OpenAIErrorBody {
   error: { message: string; type: string; code: string | null; param?: string | null };
 }
 
+/** A model call that failed: the status it answered (502 when it could not be reached) and why. */
+export class UpstreamCallError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'UpstreamCallError';
+  }
+}
+
 export function errorType(status: number): string {
   if (status === 401) return 'authentication_error';
   if (status === 403) return 'permission_error';
@@ -26,6 +37,7 @@ export function describeError(err: unknown): { status: number; code: string | nu
     return { status: err.status, code: err.code, message: err.message, ...(err.retryAfter !== undefined ? { retryAfter: err.retryAfter } : {}) };
   }
   if (err instanceof ClientError) return { status: err.status, code: err.code, message: err.message };
+  if (err instanceof UpstreamCallError) return { status: err.status, code: 'upstream_error', message: err.message };
   const e = err as { statusCode?: number; code?: string; message?: string };
   if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 600) {
     return { status: e.statusCode, code: fastifyCode(e.code), message: e.message ?? 'request failed' };

@@ -35,7 +35,14 @@ export function endStreamWithError(res: ServerResponse, err: { status: number; c
   if (!res.writableEnded) res.end(`data: ${JSON.stringify(openaiError(err.status, err.message, err.code))}\n\n`);
 }
 
-export function modelResolver(deps: ResolutionDeps): { sync: (id: unknown) => ResolvedModel; async: (id: unknown, ctx?: ResolveContext) => Promise<ResolvedModel> } {
+export interface ModelResolver {
+  /** Configured and local models only (ClientError 404 for a model not on disk). */
+  sync(id: unknown): ResolvedModel;
+  /** Downloads a Hugging Face model not on disk yet (when a hub is configured). */
+  async(id: unknown, ctx?: ResolveContext): Promise<ResolvedModel>;
+}
+
+export function modelResolver(deps: ResolutionDeps): ModelResolver {
   const sync = (id: unknown) => resolveModel(deps.config, id);
   if (!deps.hub) return { sync, async: async (id) => sync(id) };
   const hub = deps.hub;

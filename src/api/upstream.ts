@@ -1,18 +1,47 @@
 /**
- * Forwarding one request to an instance and streaming its answer back as it arrives. One undici connection pool
- * per instance, bounded near its slot count: idle keep-alive sockets beyond that would only hold llama-server's
- * HTTP threads.
+ * Forwarding one request upstream and streaming its answer back as it arrives. Upstream is a target: one of our
+ * llama-server instances (one undici connection pool per instance, bounded near its slot count: idle keep-alive
+ * sockets beyond that would only hold llama-server's HTTP threads) or a backend server (Ollama). Nothing here
+ * knows which; a target says how long to wait and how to name a failure.
  */
 import { once } from 'node:events';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Pool as UndiciPool } from 'undici';
+import { Pool as UndiciPool, type Dispatcher } from 'undici';
 import type { Instance } from '../pool/instance.js';
 import { describeExit } from '../pool/instance.js';
-import { openaiError } from './errors.js';
+import { openaiError, UpstreamCallError } from './errors.js';
+
+export { UpstreamCallError };
 
 const EXIT_GRACE_MS = 500;
 const PASSED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'x-accel-buffering', 'content-encoding'];
+
+/** Where a request goes. */
+export interface UpstreamTarget {
+  readonly dispatcher: Dispatcher;
+  /** What the logs and error messages call it. */
+  readonly name: string;
+  /** Milliseconds to wait for the answer's headers, and between two pieces of its body; 0 = no limit. */
+  readonly headersTimeout: number;
+  readonly bodyTimeout: number;
+  /** Why an exchange failed (connection refused, timeout, a process that died): status and message for the client. */
+  failure(err: unknown): { status: number; message: string };
+  /** Waits (briefly) until a failure can be named: a dying instance closes its sockets before its exit is seen. */
+  settle?(): Promise<unknown>;
+}
+
+/** An instance of ours: no time limit (long generations), failures named by the process's exit. */
+export function instanceTarget(dispatcher: Dispatcher, instance: Instance): UpstreamTarget {
+  return {
+    dispatcher,
+    name: `instance ${instance.id}`,
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    failure: (err) => ({ status: 502, message: upstreamFailure(instance, err) }),
+    settle: () => Promise.race([instance.waitExit(), sleep(EXIT_GRACE_MS)]),
+  };
+}
 
 export class UpstreamClients {
   private readonly pools = new Map<string, UndiciPool>();
@@ -31,6 +60,11 @@ export class UpstreamClients {
     return pool;
   }
 
+  /** The target for a lease's instance. */
+  target(instance: Instance, connections: number): UpstreamTarget {
+    return instanceTarget(this.get(instance, connections), instance);
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.pools.values()].map((p) => p.destroy().catch(() => {})));
     this.pools.clear();
@@ -40,15 +74,28 @@ export class UpstreamClients {
 /** Rewrites an answer's body on its way to the client (agents' response hooks). */
 export type BodyTransform = (body: AsyncIterable<Buffer>) => AsyncIterable<Buffer | string>;
 
+/** How errors are written to the client: a whole body, or one more event of a stream already under way. */
+export interface ErrorFormat {
+  body(status: number, message: string): string;
+  streamEvent(status: number, message: string): string;
+}
+
+export const OPENAI_ERRORS: ErrorFormat = {
+  body: (status, message) => JSON.stringify(openaiError(status, message, 'upstream_error')),
+  streamEvent: (status, message) => `data: ${JSON.stringify(openaiError(status, message, 'upstream_error'))}\n\n`,
+};
+
 export interface ForwardRequest {
   method: 'GET' | 'POST';
-  /** Path and query on the instance. */
+  /** Path and query upstream. */
   path: string;
   body?: string | Buffer;
   contentType?: string;
   headers?: IncomingHttpHeaders;
   /** Chosen once the upstream status and content type are known; undefined passes the body through as is. */
   transform?: (status: number, contentType: string | undefined) => BodyTransform | undefined;
+  /** How failures reach the client (default: OpenAI's shape, SSE events mid-stream). */
+  errors?: ErrorFormat;
 }
 
 export interface ForwardResult {
@@ -69,14 +116,15 @@ function isStaleConnection(err: unknown): boolean {
   return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET';
 }
 
-type RequestOptions = Parameters<UndiciPool['request']>[0];
+type RequestOptions = Parameters<Dispatcher['request']>[0];
+export type UpstreamResponse = Dispatcher.ResponseData<unknown>;
 
-async function requestRetryingStale(pool: UndiciPool, options: RequestOptions & { signal: AbortSignal }): Promise<Awaited<ReturnType<UndiciPool['request']>>> {
+async function requestRetryingStale(dispatcher: Dispatcher, options: RequestOptions & { signal: AbortSignal }): Promise<UpstreamResponse> {
   try {
-    return await pool.request(options);
+    return await dispatcher.request(options);
   } catch (err) {
     if (!isStaleConnection(err) || options.signal.aborted) throw err;
-    return await pool.request(options);
+    return await dispatcher.request(options);
   }
 }
 
@@ -87,15 +135,48 @@ function upstreamFailure(instance: Instance, err: unknown): string {
   return `instance ${instance.id} of model "${instance.spec.modelId}" failed: ${how}`;
 }
 
-function isEventStream(contentType: string | undefined): boolean {
-  return !!contentType && contentType.includes('text/event-stream');
+function isStream(contentType: string | undefined): boolean {
+  return !!contentType && (contentType.includes('text/event-stream') || contentType.includes('ndjson'));
+}
+
+
+export interface OpenRequest {
+  method?: 'GET' | 'POST';
+  path: string;
+  body?: string;
+  /** Accept header (default application/json). */
+  accept?: string;
 }
 
 /**
- * Sends `req` to the instance and pipes the answer into `res` (a raw, hijacked response) chunk by chunk.
+ * Sends a request and returns the answer with its body unread (the caller reads or dumps it). Throws
+ * UpstreamCallError when the target cannot be reached; an answer with an error status is returned as it is.
+ */
+export async function openUpstream(target: UpstreamTarget, req: OpenRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+  try {
+    return await requestRetryingStale(target.dispatcher, {
+      method: req.method ?? 'POST',
+      path: req.path,
+      headers: { accept: req.accept ?? 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: req.body ?? null,
+      signal,
+      headersTimeout: target.headersTimeout,
+      bodyTimeout: target.bodyTimeout,
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    await target.settle?.();
+    const { status, message } = target.failure(err);
+    throw new UpstreamCallError(status, message);
+  }
+}
+
+/**
+ * Sends `req` to the target and pipes the answer into `res` (a raw, hijacked response) chunk by chunk.
  * A client that disconnects aborts the upstream request, which frees the llama-server slot.
  */
-export async function forward(pool: UndiciPool, instance: Instance, req: ForwardRequest, res: ServerResponse): Promise<ForwardResult> {
+export async function forward(target: UpstreamTarget, req: ForwardRequest, res: ServerResponse): Promise<ForwardResult> {
+  const errors = req.errors ?? OPENAI_ERRORS;
   const abort = new AbortController();
   const onClose = () => {
     if (!res.writableFinished) abort.abort();
@@ -107,43 +188,43 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
     if (req.contentType) headers['content-type'] = req.contentType;
     let upstream;
     try {
-      upstream = await requestRetryingStale(pool, {
+      upstream = await requestRetryingStale(target.dispatcher, {
         method: req.method,
         path: req.path,
         headers,
         body: req.body ?? null,
         signal: abort.signal,
-        headersTimeout: 0,
-        bodyTimeout: 0,
+        headersTimeout: target.headersTimeout,
+        bodyTimeout: target.bodyTimeout,
       });
     } catch (err) {
       if (abort.signal.aborted) return { status: 499, bytes, outcome: 'client_closed' };
-      const error = openaiError(502, upstreamFailure(instance, err), 'upstream_error');
-      // Headers already out (download progress was streamed): the error goes as an SSE event.
+      const { status, message } = target.failure(err);
+      // Headers already out (download progress was streamed): the error goes as a stream event.
       if (res.headersSent) {
-        res.end(`data: ${JSON.stringify(error)}\n\n`);
-        return { status: 502, bytes, outcome: 'upstream_error' };
+        res.end(errors.streamEvent(status, message));
+        return { status, bytes, outcome: 'upstream_error' };
       }
-      const body = JSON.stringify(error);
-      res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
-      return { status: 502, bytes: body.length, outcome: 'upstream_error' };
+      const body = errors.body(status, message);
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+      return { status, bytes: body.length, outcome: 'upstream_error' };
     }
     const outHeaders: Record<string, string> = {};
     for (const name of PASSED_RESPONSE_HEADERS) {
       const v = upstream.headers[name];
       if (typeof v === 'string') outHeaders[name] = v;
     }
-    const sse = isEventStream(outHeaders['content-type']);
+    const streaming = isStream(outHeaders['content-type']);
     if (res.headersSent) {
       // Download progress already opened an SSE stream with 200: an upstream error becomes an error event.
       if (upstream.statusCode >= 400) {
         const text = await upstream.body.text();
-        res.end(`data: ${JSON.stringify(openaiError(upstream.statusCode, text.slice(0, 2000), 'upstream_error'))}\n\n`);
+        res.end(errors.streamEvent(upstream.statusCode, text.slice(0, 2000)));
         return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
       }
     } else {
       res.writeHead(upstream.statusCode, outHeaders);
-      if (sse) res.flushHeaders();
+      if (streaming) res.flushHeaders();
     }
     const transform = req.transform?.(upstream.statusCode, outHeaders['content-type']);
     const body: AsyncIterable<Buffer | string> = transform ? transform(upstream.body) : upstream.body;
@@ -155,14 +236,10 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
       }
     } catch (err) {
       if (abort.signal.aborted || res.destroyed) return { status: upstream.statusCode, bytes, outcome: 'client_closed' };
-      // A dying instance closes its sockets a moment before its exit is seen: wait briefly to name the exit.
-      await Promise.race([instance.waitExit(), sleep(EXIT_GRACE_MS)]);
-      // The instance died mid-answer: tell an SSE client with an error event, then close.
-      if (sse) {
-        res.end(`data: ${JSON.stringify(openaiError(502, upstreamFailure(instance, err), 'upstream_error'))}\n\n`);
-      } else {
-        res.destroy();
-      }
+      await target.settle?.();
+      // Upstream broke mid-answer: tell a streaming client with an error event, then close.
+      if (streaming) res.end(errors.streamEvent(502, target.failure(err).message));
+      else res.destroy();
       return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
     }
     res.end();
@@ -172,37 +249,26 @@ export async function forward(pool: UndiciPool, instance: Instance, req: Forward
   }
 }
 
-/** A model call that failed: the status it answered (502 when it could not be reached) and why. */
-export class UpstreamCallError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'UpstreamCallError';
+/** The message of an error answer: OpenAI's `error.message`, Ollama's `error`, else the start of the text. */
+export function errorMessageOf(text: string): string {
+  try {
+    const json = JSON.parse(text) as { error?: unknown };
+    const e = json.error;
+    if (typeof e === 'string') return e;
+    if (typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string') return (e as { message: string }).message;
+  } catch {
+    // not JSON
   }
+  return text.slice(0, 300);
 }
 
 /**
- * One JSON request to an instance, its JSON answer returned whole (for agents calling a model through the
- * proxy). Throws UpstreamCallError for a non-2xx answer or a body that is not a JSON object.
+ * One JSON request to a target, its JSON answer returned whole (for agents calling a model through the proxy).
+ * Throws UpstreamCallError for a non-2xx answer or a body that is not a JSON object. `model` names the model in
+ * messages.
  */
-export async function requestJson(pool: UndiciPool, instance: Instance, path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<Record<string, unknown>> {
-  let upstream;
-  try {
-    upstream = await requestRetryingStale(pool, {
-      method: 'POST',
-      path,
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-      signal,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
-  } catch (err) {
-    if (signal.aborted) throw err;
-    throw new UpstreamCallError(502, upstreamFailure(instance, err));
-  }
+export async function requestJson(target: UpstreamTarget, path: string, body: Record<string, unknown>, signal: AbortSignal, model: string): Promise<Record<string, unknown>> {
+  const upstream = await openUpstream(target, { path, body: JSON.stringify(body) }, signal);
   const text = await upstream.body.text();
   let json: unknown;
   try {
@@ -212,8 +278,7 @@ export async function requestJson(pool: UndiciPool, instance: Instance, path: st
   }
   const ok = upstream.statusCode >= 200 && upstream.statusCode < 300;
   if (!ok || typeof json !== 'object' || json === null || Array.isArray(json)) {
-    const detail = (json as { error?: { message?: unknown } } | undefined)?.error?.message;
-    throw new UpstreamCallError(ok ? 502 : upstream.statusCode, `model "${instance.spec.modelId}" answered ${upstream.statusCode}: ${typeof detail === 'string' ? detail : text.slice(0, 300)}`);
+    throw new UpstreamCallError(ok ? 502 : upstream.statusCode, `model "${model}" answered ${upstream.statusCode}: ${errorMessageOf(text)}`);
   }
   return json as Record<string, unknown>;
 }

@@ -27,6 +27,7 @@ export function pullTarget(model: string, config: ReturnType<typeof loadConfig>)
   const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
   if (ref.kind === 'alias') {
     const entry = config.models[ref.alias]!;
+    if (entry.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);
     if (!entry.hf) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is a local file (${entry.path}); only Hugging Face models are pulled`);
     const hf = parseModelId(entry.hf, new Set(), config.modelsDir);
     if (hf.kind !== 'hf') throw new ClientError(400, 'config_error', `model "${model}": "hf" must look like owner/repo[:variant]`);

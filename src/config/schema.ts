@@ -128,12 +128,25 @@ export const ModelEntrySchema = z
     gpu: ModelGpuSchema.optional(),
     /** Agents run on every chat/completions request to this model, before the prompt's slash commands ("parallel 3" gives arguments). */
     agents: z.array(z.string().min(1)).optional(),
+    /** Served by another server instead of a llama-server instance of ours: `ollama` (see `backends.ollama`). */
+    backend: z.literal('ollama').optional(),
+    /** The model's name on the backend (default: the alias). */
+    name: z.string().min(1).optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
     if (m.gpu?.tensorSplit && m.gpu.devices && m.gpu.tensorSplit.length !== m.gpu.devices.length) {
       ctx.addIssue({ code: 'custom', path: ['gpu', 'tensorSplit'], message: `has ${m.gpu.tensorSplit.length} entries for ${m.gpu.devices.length} devices` });
     }
+    if (m.backend) {
+      // The backend runs the model: nothing of ours to point at a file, place or pin.
+      const local: string[] = (['path', 'hf', 'ctx', 'parallel', 'ttl', 'gpu'] as const).filter((k) => m[k] !== undefined);
+      if (m.args.length > 0) local.push('args');
+      if (m.pinned) local.push('pinned');
+      if (local.length > 0) ctx.addIssue({ code: 'custom', message: `is served by the ${m.backend} backend; ${local.join(', ')} only apply to models the proxy runs itself` });
+      return;
+    }
+    if (m.name !== undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'is the model\'s name on a backend; set "backend" too' });
     const sources = [m.path, m.hf].filter((s) => s !== undefined).length;
     if (sources !== 1) {
       ctx.addIssue({
@@ -142,6 +155,29 @@ export const ModelEntrySchema = z
       });
     }
   });
+
+/** An Ollama server the proxy forwards some models to (src/backends/ollama.ts). */
+const OllamaBackendSchema = z
+  .object({
+    /** Its address, e.g. http://127.0.0.1:11434. */
+    url: z.url({ protocol: /^https?$/ }),
+    /** Model identifiers starting with this go to Ollama, without it ("ollama/llama3.2:1b" -> "llama3.2:1b"). */
+    prefix: z.string().min(1).default('ollama/'),
+    /** Seconds to connect before the request fails with 502. */
+    connectTimeout: z.number().positive().default(5),
+    /** Seconds without a byte from Ollama (its model load included) before the request fails with 504. */
+    readTimeout: z.number().positive().default(300),
+    /** List Ollama's own models (prefixed) in /v1/models and /api/tags. */
+    listModels: z.boolean().default(true),
+  })
+  .strict();
+
+const BackendsSchema = z
+  .object({
+    ollama: OllamaBackendSchema.optional(),
+  })
+  .strict()
+  .prefault({});
 
 export const ConfigSchema = z
   .object({
@@ -207,12 +243,20 @@ export const ConfigSchema = z
     gpu: GpuSchema,
     hub: HubSchema,
     agents: AgentsSchema,
+    backends: BackendsSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    for (const [alias, m] of Object.entries(c.models)) {
+      if (m.backend === 'ollama' && !c.backends.ollama) {
+        ctx.addIssue({ code: 'custom', path: ['models', alias, 'backend'], message: 'is "ollama" but backends.ollama.url is not set' });
+      }
+    }
+  });
 
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ParsedConfig = z.output<typeof ConfigSchema>;
@@ -220,3 +264,4 @@ export type ModelEntry = z.output<typeof ModelEntrySchema>;
 export type GpuConfig = z.output<typeof GpuSchema>;
 export type AgentsConfig = z.output<typeof AgentsSchema>;
 export type HubConfig = z.output<typeof HubSchema>;
+export type OllamaBackendConfig = z.output<typeof OllamaBackendSchema>;

@@ -23,6 +23,11 @@ export interface ResolvedModel {
   gpu?: ModelEntry['gpu'];
   /** The multimodal projector downloaded with a Hugging Face model (for llama-server's --mmproj). */
   mmproj?: string;
+  /**
+   * For a variant of a model (another context size, an embeddings instance; see variants.ts): the id of the model
+   * it was made from. Instances are keyed by `id`; this says what the client asked for.
+   */
+  variantOf?: string;
 }
 
 function requireFile(file: string, what: string): string {
@@ -51,6 +56,9 @@ function entryHf(config: Config, alias: string, entry: ModelEntry): Extract<Mode
 }
 
 function fromEntry(config: Config, alias: string, entry: ModelEntry, env: NodeJS.ProcessEnv): ResolvedModel {
+  if (entry.backend) {
+    throw new ClientError(400, 'remote_model', `model "${alias}" is served by the ${entry.backend} backend (backends.${entry.backend}); the proxy runs no instance of it`);
+  }
   let file: string;
   if (entry.path) {
     file = requireFile(entry.path, `model "${alias}"`);

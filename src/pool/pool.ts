@@ -46,9 +46,17 @@ export interface PoolOptions {
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/**
+ * How long an instance may stay idle (Ollama's keep_alive, set by each request that gives one): the model's
+ * `ttl`, stop as soon as no request is in flight, never stop for idleness (evictions still may), or seconds.
+ */
+export type IdleTimeout = 'default' | 'unload' | 'forever' | { seconds: number };
+
 interface Entry {
   instanceId: string;
   model: ResolvedModel;
+  /** Set by the last request that gave one (Lease.keepAlive); 'default' until then. */
+  idle: IdleTimeout;
   instance: Instance | undefined;
   port: number | undefined;
   state: EntryState;
@@ -75,6 +83,11 @@ interface Waiter {
 export interface Lease {
   readonly instance: Instance;
   readonly model: ResolvedModel;
+  /**
+   * Sets how long the instance may stay idle from now on (until another request sets it again); ignored for a
+   * pinned model. With 'unload' it is stopped when its last request is released.
+   */
+  keepAlive(timeout: IdleTimeout): void;
   /** Marks the request finished; idempotent. */
   release(): void;
 }
@@ -92,7 +105,14 @@ export interface InstanceInfo {
   startedAt: number;
   readyAt: number | undefined;
   pinned: boolean;
+  /** Idle seconds before it is stopped, as now in force (keep_alive included); 0 = never. */
   ttl: number;
+  /** When it will be stopped for idleness if no request comes (ms since the epoch); null = never. */
+  expiresAt: number | null;
+  /** Its context size (-c). */
+  ctx: number;
+  /** The model it is a variant of (see models/variants.ts), when it is one. */
+  variantOf: string | undefined;
   placement: InstancePlacement | undefined;
   /** Estimated bytes per GPU index. */
   estimatedGpuBytes: Map<number, number>;
@@ -117,6 +137,24 @@ function loggedFootprint(f: MemoryFootprint, placement: InstancePlacement | unde
     if (gpu) gpuBytes.set(gpu.index, (gpuBytes.get(gpu.index) ?? 0) + total(sizes));
   }
   return { gpuBytes, hostBytes };
+}
+
+/** The idle timeout in force: seconds (0 = never), or 'unload' (stop once idle). */
+function effectiveTtl(entry: Pick<Entry, 'idle' | 'model'>): number | 'unload' {
+  if (entry.model.pinned) return 0;
+  const idle = entry.idle;
+  if (idle === 'default') return entry.model.ttl;
+  if (idle === 'forever') return 0;
+  if (idle === 'unload') return 'unload';
+  return idle.seconds;
+}
+
+function idleInfo(e: Entry, now: number): { ttl: number; expiresAt: number | null } {
+  const ttl = effectiveTtl(e);
+  // Idle time counts from the end of the last request: one in flight now has its whole timeout ahead.
+  const from = e.inFlight > 0 ? now : e.lastUsed;
+  if (ttl === 'unload') return { ttl: 0, expiresAt: from };
+  return { ttl, expiresAt: ttl > 0 ? from + ttl * 1000 : null };
 }
 
 interface FailureRecord {
@@ -262,11 +300,17 @@ export class Pool extends EventEmitter {
     return {
       instance,
       model,
+      keepAlive: (timeout) => {
+        if (entry.model.pinned) return;
+        entry.idle = timeout;
+      },
       release: () => {
         if (released) return;
         released = true;
         entry.inFlight--;
         entry.lastUsed = Date.now();
+        // keep_alive 0: stopped now that nothing is in flight (the state changes before anything else runs).
+        if (entry.inFlight === 0 && entry.state === 'ready' && effectiveTtl(entry) === 'unload') void this.stopEntry(entry, 'keep_alive 0: unloaded after its request');
         this.memoryChanged();
         this.schedule();
       },
@@ -373,6 +417,7 @@ export class Pool extends EventEmitter {
     const entry: Entry = {
       instanceId: `i${this.nextId++}`,
       model,
+      idle: 'default',
       instance: undefined,
       port: undefined,
       state: 'starting',
@@ -501,10 +546,10 @@ export class Pool extends EventEmitter {
   private sweepIdle(): void {
     const now = Date.now();
     for (const entry of this.entries.values()) {
-      const ttl = entry.model.ttl;
-      if (entry.state === 'ready' && entry.inFlight === 0 && ttl > 0 && !entry.model.pinned && now - entry.lastUsed >= ttl * 1000) {
-        void this.stopEntry(entry, `idle for ${ttl} s`);
-      }
+      if (entry.state !== 'ready' || entry.inFlight > 0) continue;
+      const ttl = effectiveTtl(entry);
+      if (ttl === 'unload') void this.stopEntry(entry, 'keep_alive 0');
+      else if (ttl > 0 && now - entry.lastUsed >= ttl * 1000) void this.stopEntry(entry, `idle for ${ttl} s`);
     }
   }
 
@@ -517,14 +562,18 @@ export class Pool extends EventEmitter {
     return info;
   }
 
-  /** Stops the instances of `modelId` (all instances when undefined), waiting for in-flight requests to end. */
+  /**
+   * Stops the instances of `modelId` and of its variants (all instances when undefined), waiting for in-flight
+   * requests to end.
+   */
   async unload(modelId?: string): Promise<string[]> {
-    const targets = [...this.entries.values()].filter((e) => modelId === undefined || e.model.id === modelId);
+    const targets = [...this.entries.values()].filter((e) => modelId === undefined || e.model.id === modelId || e.model.variantOf === modelId);
     await Promise.all(targets.map((e) => this.stopEntry(e, 'unload requested')));
     return targets.map((e) => e.instanceId);
   }
 
   list(): InstanceInfo[] {
+    const now = Date.now();
     return [...this.entries.values()].map((e) => ({
       id: e.instanceId,
       modelId: e.model.id,
@@ -538,7 +587,9 @@ export class Pool extends EventEmitter {
       startedAt: e.startedAt,
       readyAt: e.instance?.readyAt,
       pinned: e.model.pinned,
-      ttl: e.model.ttl,
+      ...idleInfo(e, now),
+      ctx: e.model.ctx,
+      variantOf: e.model.variantOf,
       placement: e.placement,
       estimatedGpuBytes: new Map(e.placement?.gpus.map((g, i) => [g.index, e.placement!.estimate.gpuBytes[i] ?? 0]) ?? []),
       actualGpuBytes: new Map(e.actualGpuBytes ?? []),

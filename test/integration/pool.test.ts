@@ -155,12 +155,13 @@ describe.skipIf(!tools.server)(`pool over real llama-server instances${tools.rea
   });
 
   it('kill -9 of an instance mid-stream: the stream ends promptly with an error event; the next request gets a fresh instance', async () => {
-    const { url, proxy: p } = await proxy({});
+    // A context of 16k tokens: the endless generation outlasts the first chunk by far, whatever the machine's load.
+    const { url, proxy: p } = await proxy({}, { a: { path: files[1]!, ctx: 16384 } });
     const res = await streamRequest(url, chat('a', endless));
     let pid = 0;
     let killedAt = 0;
     const record = await readStream(res, (_text, index) => {
-      if (index !== 2) return;
+      if (index !== 0) return;
       pid = p.pool.list()[0]!.pid!;
       killedAt = Date.now();
       process.kill(pid, 'SIGKILL');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatParameterCount, modelDetails, modelInfoMap } from '../../src/api/ollama/model-details.js';
-import { chatRequest, doneFields, generateRequest, parseKeepAlive, responseFormat, samplingFromOptions, upstreamEvent } from '../../src/api/ollama/translate.js';
+import { chatRequest, contextSize, doneFields, generateRequest, parseKeepAlive, responseFormat, samplingFromOptions } from '../../src/api/ollama/translate.js';
 import { ClientError } from '../../src/models/errors.js';
 
 describe('Ollama translation', () => {
@@ -72,24 +72,34 @@ describe('Ollama translation', () => {
   it('turns generate into a chat request, or a raw completion', () => {
     expect(generateRequest({ model: 'm', prompt: 'hi', system: 'be brief' })).toEqual({
       path: '/v1/chat/completions',
+      endpoint: 'chat/completions',
       body: { model: 'm', stream: true, messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }] },
     });
     expect(generateRequest({ model: 'm', prompt: 'hi', raw: true, options: { num_predict: 3 } })).toEqual({
       path: '/v1/completions',
+      endpoint: 'completions',
       body: { model: 'm', prompt: 'hi', stream: true, max_tokens: 3 },
     });
     expect(() => generateRequest({ model: 'm' })).toThrow(/"prompt" must be a string/);
   });
 
-  it('reads text, tool calls, finish reason and timings from upstream events', () => {
-    expect(upstreamEvent({ choices: [{ delta: { content: 'Hel' } }] })).toEqual({ text: 'Hel', toolCalls: [], finishReason: null });
-    expect(upstreamEvent({ choices: [{ text: 'lo', finish_reason: 'length' }], timings: { prompt_n: 3, predicted_n: 2 } })).toEqual({
-      text: 'lo',
-      toolCalls: [],
-      finishReason: 'length',
-      timings: { prompt_n: 3, predicted_n: 2 },
-    });
-    expect(upstreamEvent({ choices: [{ delta: { tool_calls: [{ function: { name: 'f', arguments: '{"a":2}' } }] } }] }).toolCalls).toEqual([{ function: { name: 'f', arguments: { a: 2 } } }]);
+  it('reads num_ctx, refusing what is not a token count', () => {
+    expect(contextSize(undefined)).toBeUndefined();
+    expect(contextSize({ temperature: 1 })).toBeUndefined();
+    expect(contextSize({ num_ctx: 8192 })).toBe(8192);
+    expect(() => contextSize({ num_ctx: 0 })).toThrow(/num_ctx must be a whole number/);
+    expect(() => contextSize({ num_ctx: '4k' })).toThrow(ClientError);
+  });
+
+  it('maps think to the chat template\'s enable_thinking', () => {
+    expect(chatRequest({ model: 'm', messages: [], think: false }).chat_template_kwargs).toEqual({ enable_thinking: false });
+    expect(chatRequest({ model: 'm', messages: [], think: 'high' }).chat_template_kwargs).toEqual({ enable_thinking: true });
+    expect(chatRequest({ model: 'm', messages: [] })).not.toHaveProperty('chat_template_kwargs');
+  });
+
+  it('refuses malformed messages with 400', () => {
+    expect(() => chatRequest({ model: 'm', messages: [null] })).toThrow(/needs a "role"/);
+    expect(() => chatRequest({ model: 'm', messages: [{ role: 'user', content: 'x', images: [1] }] })).toThrow(/base64-encoded strings/);
   });
 
   it('fills the final chunk\'s statistics in nanoseconds', () => {
@@ -103,6 +113,13 @@ describe('Ollama translation', () => {
       eval_count: 8,
       eval_duration: 2250000,
     });
+  });
+
+  it('counts the whole prompt: usage first, else prompt_n plus the cached tokens', () => {
+    const base = { totalNs: 1, loadNs: 0, finishReason: 'stop' };
+    expect(doneFields({ ...base, timings: { prompt_n: 1, cache_n: 29, predicted_n: 4 }, usage: { prompt_tokens: 30, completion_tokens: 4 } })).toMatchObject({ prompt_eval_count: 30, eval_count: 4, done_reason: 'stop' });
+    expect(doneFields({ ...base, timings: { prompt_n: 1, cache_n: 29 } })).toMatchObject({ prompt_eval_count: 30 });
+    expect(doneFields({ ...base, finishReason: 'tool_calls' })).toMatchObject({ done_reason: 'stop', prompt_eval_count: 0, eval_count: 0 });
   });
 
   it('describes a model from its GGUF header', () => {

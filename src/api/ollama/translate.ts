@@ -71,6 +71,17 @@ export function samplingFromOptions(options: OllamaOptions | undefined): Record<
   return out;
 }
 
+/** `options.num_ctx`: the context size the request wants (undefined: the model's own). */
+export function contextSize(options: unknown): number | undefined {
+  if (typeof options !== 'object' || options === null) return undefined;
+  const n = (options as OllamaOptions).num_ctx;
+  if (n === undefined || n === null) return undefined;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0 || n > 16_777_216) {
+    throw new ClientError(400, 'invalid_num_ctx', `options.num_ctx must be a whole number of tokens between 1 and 16777216, not ${JSON.stringify(n)}`);
+  }
+  return n;
+}
+
 /** `format: "json"` or a JSON schema -> llama-server's response_format. */
 export function responseFormat(format: unknown): Record<string, unknown> | undefined {
   if (format === undefined || format === null || format === '') return undefined;
@@ -80,7 +91,10 @@ export function responseFormat(format: unknown): Record<string, unknown> | undef
 }
 
 function toOpenAIMessage(m: OllamaMessage): Record<string, unknown> {
-  if (typeof m.role !== 'string') throw new ClientError(400, 'invalid_messages', 'every message needs a "role"');
+  if (typeof m !== 'object' || m === null || typeof m.role !== 'string') throw new ClientError(400, 'invalid_messages', 'every message needs a "role"');
+  if (m.images !== undefined && (!Array.isArray(m.images) || m.images.some((i) => typeof i !== 'string'))) {
+    throw new ClientError(400, 'invalid_images', '"images" must be a list of base64-encoded strings');
+  }
   const msg: Record<string, unknown> = { role: m.role };
   if (m.images && m.images.length > 0) {
     msg.content = [
@@ -114,63 +128,38 @@ export function chatRequest(body: Record<string, unknown>): Record<string, unkno
   const format = responseFormat(body.format);
   if (format) out.response_format = format;
   if (Array.isArray(body.tools) && body.tools.length > 0) out.tools = body.tools;
+  // think: false turns a thinking model's reasoning off (chat templates read enable_thinking); a level means on.
+  if (body.think !== undefined && body.think !== null) out.chat_template_kwargs = { enable_thinking: body.think !== false };
   return out;
 }
 
-/** /api/generate body -> llama-server body and path: raw prompts skip the chat template. */
-export function generateRequest(body: Record<string, unknown>): { path: string; body: Record<string, unknown> } {
+/** /api/generate body -> llama-server body, path and endpoint: raw prompts skip the chat template. */
+export function generateRequest(body: Record<string, unknown>): { path: string; endpoint: 'chat/completions' | 'completions'; body: Record<string, unknown> } {
   const prompt = body.prompt;
   if (typeof prompt !== 'string') throw new ClientError(400, 'invalid_prompt', '"prompt" must be a string');
   if (body.suffix !== undefined && body.suffix !== '') throw new ClientError(400, 'unsupported', '"suffix" (fill-in-the-middle) is not supported on /api/generate; use /infill');
   const sampling = samplingFromOptions(body.options as OllamaOptions | undefined);
   const format = responseFormat(body.format);
   if (body.raw === true) {
-    return { path: '/v1/completions', body: { model: body.model, prompt, stream: true, ...sampling, ...(format ? { response_format: format } : {}) } };
+    return { path: '/v1/completions', endpoint: 'completions', body: { model: body.model, prompt, stream: true, ...sampling, ...(format ? { response_format: format } : {}) } };
   }
   const messages: OllamaMessage[] = [];
   if (typeof body.system === 'string' && body.system) messages.push({ role: 'system', content: body.system });
   messages.push({ role: 'user', content: prompt, ...(Array.isArray(body.images) ? { images: body.images as string[] } : {}) });
-  return { path: '/v1/chat/completions', body: chatRequest({ ...body, messages, format: body.format }) };
+  return { path: '/v1/chat/completions', endpoint: 'chat/completions', body: chatRequest({ ...body, messages, format: body.format }) };
 }
 
-/** What one llama-server SSE event carries for Ollama. */
-export interface UpstreamEvent {
-  text: string;
-  toolCalls: { function: { name: string; arguments: Record<string, unknown> } }[];
-  finishReason: string | null;
-  timings?: { prompt_n?: number; prompt_ms?: number; predicted_n?: number; predicted_ms?: number };
+/** The statistics llama-server reports with the end of an answer. */
+export interface UpstreamStats {
+  timings?: { prompt_n?: number; prompt_ms?: number; predicted_n?: number; predicted_ms?: number; cache_n?: number };
   usage?: { prompt_tokens?: number; completion_tokens?: number };
-}
-
-function parseArguments(raw: unknown): Record<string, unknown> {
-  if (typeof raw !== 'string') return (raw as Record<string, unknown>) ?? {};
-  try {
-    return JSON.parse(raw) as Record<string, unknown>;
-  } catch {
-    return { _raw: raw };
-  }
-}
-
-/** One parsed SSE data object (chat or text completion chunk) -> the parts Ollama cares about. */
-export function upstreamEvent(data: Record<string, unknown>): UpstreamEvent {
-  const choice = (data.choices as Record<string, unknown>[] | undefined)?.[0] ?? {};
-  const delta = (choice.delta as Record<string, unknown> | undefined) ?? {};
-  const text = (typeof delta.content === 'string' ? delta.content : '') || (typeof choice.text === 'string' ? choice.text : '');
-  const calls = (delta.tool_calls as { function?: { name?: string; arguments?: unknown } }[] | undefined) ?? [];
-  return {
-    text,
-    toolCalls: calls.filter((c) => c.function?.name).map((c) => ({ function: { name: c.function!.name!, arguments: parseArguments(c.function!.arguments) } })),
-    finishReason: typeof choice.finish_reason === 'string' ? choice.finish_reason : null,
-    ...(data.timings ? { timings: data.timings as UpstreamEvent['timings'] } : {}),
-    ...(data.usage ? { usage: data.usage as UpstreamEvent['usage'] } : {}),
-  };
 }
 
 export interface FinalStats {
   totalNs: number;
   loadNs: number;
-  timings?: UpstreamEvent['timings'];
-  usage?: UpstreamEvent['usage'];
+  timings?: UpstreamStats['timings'];
+  usage?: UpstreamStats['usage'];
   finishReason: string | null;
 }
 
@@ -179,10 +168,11 @@ export function doneFields(s: FinalStats): Record<string, unknown> {
   const t = s.timings ?? {};
   return {
     done: true,
-    done_reason: s.finishReason === 'length' ? 'length' : s.finishReason === 'tool_calls' ? 'stop' : 'stop',
+    done_reason: s.finishReason === 'length' ? 'length' : 'stop',
     total_duration: Math.round(s.totalNs),
     load_duration: Math.round(s.loadNs),
-    prompt_eval_count: t.prompt_n ?? s.usage?.prompt_tokens ?? 0,
+    // The whole prompt: llama-server's prompt_n leaves out the tokens it took from its cache.
+    prompt_eval_count: s.usage?.prompt_tokens ?? (t.prompt_n !== undefined ? t.prompt_n + (t.cache_n ?? 0) : 0),
     prompt_eval_duration: Math.round((t.prompt_ms ?? 0) * 1e6),
     eval_count: t.predicted_n ?? s.usage?.completion_tokens ?? 0,
     eval_duration: Math.round((t.predicted_ms ?? 0) * 1e6),

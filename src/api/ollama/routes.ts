@@ -1,0 +1,434 @@
+/**
+ * Ollama's API, served by the proxy: /api/chat, /api/generate, /api/embed, /api/embeddings, /api/tags, /api/ps,
+ * /api/show, /api/version, and `GET /` / `HEAD /`. For our models each request is translated to llama-server's
+ * OpenAI-compatible API (translate.ts), always streamed from it so that the last line carries its timings, and
+ * the answer translated back (respond.ts), through the request's agents when its prompt names some. Models of the
+ * Ollama backend get the request as it came (model renamed), their answer passed through; with agents they go
+ * through Ollama's /v1 endpoints like ours. Errors are Ollama's `{"error": "..."}` with the HTTP status.
+ */
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
+import type { Config } from '../../config/index.js';
+import { ClientError, withContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import type { IdleTimeout, Pool } from '../../pool/pool.js';
+import { whenDone } from '../agent-exchange.js';
+import { bodyObject, clientGone, parseJsonBody } from '../body.js';
+import { describeError, UpstreamCallError } from '../errors.js';
+import type { ModelResolver } from '../model-resolution.js';
+import { embeddingsModel, keepModelAndStream, routeId, type BackendRoute, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
+import type { ProxyApp } from '../types.js';
+import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat } from '../upstream.js';
+import type { OllamaBackend } from './backend.js';
+import { hasProjector, localTags, runningEntries, showModel } from './catalog.js';
+import { completionToOllama, createdAt, embeddingVectors, embedResponse, errorText, StreamTranslator, type OllamaKind, type RequestTimes } from './respond.js';
+import { chatRequest, contextSize, generateRequest, hasImages, parseKeepAlive, type KeepAlive, type OllamaMessage } from './translate.js';
+
+/** The Ollama version /api/version reports: the API level this translation follows (clients gate features on it). */
+export const OLLAMA_API_VERSION = '0.12.6';
+
+export interface OllamaRouteDeps {
+  config: Config;
+  pool: Pool;
+  resolver: ModelResolver;
+  pipeline: PromptPipeline;
+  hub?: ModelHub | undefined;
+  backend?: OllamaBackend | undefined;
+  startedAt: number;
+}
+
+export const OLLAMA_ERRORS: ErrorFormat = {
+  body: (_status, message) => JSON.stringify({ error: message }),
+  streamEvent: (_status, message) => `${JSON.stringify({ error: message })}\n`,
+};
+
+const NDJSON = 'application/x-ndjson';
+
+/** The model a request names (older clients say "name"); Ollama's message when there is none. */
+function modelField(body: Record<string, unknown>): string {
+  const m = body.model ?? body.name;
+  if (typeof m !== 'string' || m.trim() === '') throw new ClientError(400, 'model_required', 'model is required');
+  return m;
+}
+
+/** Ollama's spellings of our names: `hf.co/owner/repo:Q4_K_M` is a Hugging Face id, `alias:latest` the alias. */
+export function canonicalModel(name: string, aliases: Readonly<Record<string, unknown>>): string {
+  let n = name.replace(/^(?:https?:\/\/)?(?:hf\.co|huggingface\.co)\//, '');
+  if (n.endsWith(':latest') && !(n in aliases) && n.slice(0, -':latest'.length) in aliases) n = n.slice(0, -':latest'.length);
+  return n;
+}
+
+function idleTimeout(k: KeepAlive): IdleTimeout {
+  switch (k.kind) {
+    case 'default':
+      return 'default';
+    case 'unload':
+      return 'unload';
+    case 'forever':
+      return 'forever';
+    case 'seconds':
+      return { seconds: k.seconds };
+  }
+}
+
+function nanosSince(startNs: bigint): number {
+  return Number(process.hrtime.bigint() - startNs);
+}
+
+/** The request translated for llama-server: path, agent endpoint, body (always streamed). */
+interface Translated {
+  path: string;
+  endpoint: AgentEndpoint;
+  body: JsonObject;
+}
+
+function translate(kind: OllamaKind, body: Record<string, unknown>): Translated {
+  if (kind === 'chat') return { path: '/v1/chat/completions', endpoint: 'chat/completions', body: chatRequest(body) };
+  return generateRequest(body);
+}
+
+/** Whether the request has nothing to say: Ollama then only loads (or, with keep_alive 0, unloads) the model. */
+function isEmptyPrompt(kind: OllamaKind, body: Record<string, unknown>): boolean {
+  if (kind === 'chat') return !Array.isArray(body.messages) || body.messages.length === 0;
+  return (body.prompt === undefined || body.prompt === null || body.prompt === '') && !hasImages(undefined, body.images);
+}
+
+function wantsImages(kind: OllamaKind, body: Record<string, unknown>): boolean {
+  return kind === 'chat' ? Array.isArray(body.messages) && hasImages(body.messages as OllamaMessage[]) : hasImages(undefined, body.images);
+}
+
+async function* fromArray<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** Writes Ollama's NDJSON stream from SSE event batches; returns how it ended. */
+async function writeNdjson(res: ServerResponse, batches: AsyncIterable<SseEvent[]>, translator: StreamTranslator, times: () => RequestTimes, signal: AbortSignal, failure: (err: unknown) => string): Promise<'ok' | 'client_closed' | 'upstream_error'> {
+  if (!res.headersSent) {
+    res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-cache' });
+    res.flushHeaders();
+  }
+  try {
+    for await (const batch of batches) {
+      let text = '';
+      for (const event of batch) {
+        if (!event.data) continue;
+        for (const line of translator.event(event.data)) text += `${JSON.stringify(line)}\n`;
+        if (translator.error !== undefined) break;
+      }
+      if (translator.error !== undefined) {
+        res.end(`${text}${JSON.stringify({ error: translator.error })}\n`);
+        return 'upstream_error';
+      }
+      if (res.destroyed) return 'client_closed';
+      if (text && !res.write(text)) await once(res, 'drain', { signal });
+    }
+  } catch (err) {
+    if (signal.aborted || res.destroyed) return 'client_closed';
+    res.end(`${JSON.stringify({ error: failure(err) })}\n`);
+    return 'upstream_error';
+  }
+  res.end(translator.final(times()).map((line) => `${JSON.stringify(line)}\n`).join(''));
+  return 'ok';
+}
+
+/** The data objects of a whole SSE answer; an error event becomes an UpstreamCallError. */
+async function gather(batches: AsyncIterable<SseEvent[]>, failure: (err: unknown) => UpstreamCallError): Promise<JsonObject[]> {
+  const chunks: JsonObject[] = [];
+  try {
+    for await (const batch of batches) for (const e of batch) if (e.data) chunks.push(e.data);
+  } catch (err) {
+    throw failure(err);
+  }
+  for (const c of chunks) {
+    const message = errorText(c);
+    if (message !== undefined) throw new UpstreamCallError(500, message);
+  }
+  return chunks;
+}
+
+export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void {
+  const { config, pool, pipeline } = deps;
+  const agents = pipeline.agents;
+
+  // Ollama answers its root like this; clients (and people) use it to see that the server is up. HEAD too.
+  app.get('/', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('Ollama is running'));
+
+  void app.register(
+    async (api) => {
+      // Ollama reads any body as JSON: `curl -d` sends it as a form.
+      api.addContentTypeParser('*', { parseAs: 'buffer' }, parseJsonBody);
+      api.setErrorHandler((err, request, reply) => {
+        const { status, message, retryAfter } = describeError(err);
+        if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
+        else request.log.info({ status, url: request.url, reason: message }, 'request refused');
+        if (reply.raw.headersSent) {
+          if (!reply.raw.writableEnded) reply.raw.end(`${JSON.stringify({ error: message })}\n`);
+          return;
+        }
+        if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
+        void reply.code(status).send({ error: message });
+      });
+      api.setNotFoundHandler((request, reply) => {
+        void reply.code(404).send({ error: `no route for ${request.method} ${request.url}` });
+      });
+
+      /** A request for a model of the Ollama backend, sent as it came (model renamed), its answer passed through. */
+      async function passthrough(request: FastifyRequest, reply: FastifyReply, route: BackendRoute, path: string, body: Record<string, unknown>): Promise<void> {
+        const started = Date.now();
+        const signal = clientGone(reply);
+        const upstream = await pipeline.acquire(route, signal);
+        reply.hijack();
+        try {
+          const sent = { ...body, model: route.name, ...(body.name !== undefined ? { name: route.name } : {}) };
+          const result = await forward(upstream.target, { method: 'POST', path, body: JSON.stringify(sent), contentType: 'application/json', headers: request.headers, errors: OLLAMA_ERRORS }, reply.raw);
+          request.log.info({ model: route.id, ...upstream.logFields(), path, status: result.status, outcome: result.outcome, ms: Date.now() - started }, 'proxied');
+        } finally {
+          upstream.release();
+        }
+      }
+
+      /** The model of ours a request names, at the context size it asks for. */
+      async function localModel(name: string, body: Record<string, unknown>, signal: AbortSignal): Promise<ResolvedModel> {
+        const model = await deps.resolver.async(name, { signal });
+        const ctx = contextSize(body.options);
+        return ctx === undefined ? model : withContext(model, ctx);
+      }
+
+      /** No prompt: load the model (keep_alive applies) or, with keep_alive 0, unload it. */
+      async function loadOrUnload(kind: OllamaKind, reply: FastifyReply, model: ResolvedModel, field: string, keepAlive: KeepAlive, stream: boolean, signal: AbortSignal): Promise<void> {
+        let reason: 'load' | 'unload';
+        if (keepAlive.kind === 'unload') {
+          await pool.unload(model.variantOf ?? model.id);
+          reason = 'unload';
+        } else {
+          const upstream = await pipeline.acquire({ kind: 'local', model }, signal);
+          upstream.lease?.keepAlive(idleTimeout(keepAlive));
+          upstream.release();
+          reason = 'load';
+        }
+        const head = { model: field, created_at: createdAt() };
+        const line = kind === 'chat' ? { ...head, message: { role: 'assistant', content: '' }, done_reason: reason, done: true } : { ...head, response: '', done: true, done_reason: reason };
+        if (stream) void reply.type(NDJSON).send(`${JSON.stringify(line)}\n`);
+        else void reply.send(line);
+      }
+
+      /** An agent answered by itself: through the response hooks, in Ollama's format. */
+      async function writeAgentAnswer(reply: FastifyReply, session: AgentSession, answer: AgentReply, kind: OllamaKind, field: string, stream: boolean, startNs: bigint, signal: AbortSignal): Promise<number> {
+        const times = () => ({ totalNs: nanosSince(startNs), loadNs: 0 });
+        if (answer.status !== 200) {
+          const message = errorText(answer.body) ?? JSON.stringify(answer.body);
+          void reply.code(answer.status).send({ error: message });
+          return answer.status;
+        }
+        if (!stream) {
+          void reply.send(completionToOllama(await session.runResponse(answer.body), kind, field, times()));
+          return 200;
+        }
+        reply.hijack();
+        const batches = session.streamStages(fromArray([completionEvents(answer.body)]));
+        await writeNdjson(reply.raw, batches, new StreamTranslator(kind, field), times, signal, (err) => (err as Error).message);
+        return 200;
+      }
+
+      /** A prompt through llama-server (or Ollama's /v1), its agents, and back in Ollama's format. */
+      async function runPrompt(
+        request: FastifyRequest,
+        reply: FastifyReply,
+        kind: OllamaKind,
+        route: ModelRoute,
+        translated: Translated,
+        plan: AgentPlan | undefined,
+        ctx: { field: string; name: string; stream: boolean; keepAlive: KeepAlive; signal: AbortSignal; startNs: bigint },
+      ): Promise<void> {
+        const { field, name, stream, keepAlive, signal, startNs } = ctx;
+        const log = request.log as Logger;
+        // What agents see: the OpenAI request as the client's choice of streaming would have it.
+        const agentBody: JsonObject = { ...translated.body, stream };
+        const served = plan ? pipeline.session({ requestId: String(request.id), route, modelField: name, endpoint: translated.endpoint, plan, stream, log, signal }) : undefined;
+        const session = served?.session;
+        const logFields = () => (session ? { agents: session.names, agentsFailed: session.failed } : {});
+        try {
+          let sent = agentBody;
+          if (session && plan) {
+            const outcome = await session.runRequest(plan.body);
+            if (outcome.reply) {
+              const status = await writeAgentAnswer(reply, session, outcome.reply, kind, field, stream, startNs, signal);
+              log.info({ model: routeId(route), path: request.url, answeredBy: outcome.reply.agent, status, ...logFields() }, 'answered by agent');
+              return;
+            }
+            sent = keepModelAndStream(outcome.body, agentBody, log);
+          }
+          const upstream: Upstream = await pipeline.acquire(route, signal);
+          served?.served(upstream);
+          upstream.lease?.keepAlive(idleTimeout(keepAlive));
+          try {
+            const body = { ...sent, model: upstream.upstreamModel ?? sent.model, stream: true, stream_options: { include_usage: true } };
+            const res = await openUpstream(upstream.target, { path: translated.path, body: JSON.stringify(body), accept: 'text/event-stream' }, signal);
+            if (res.statusCode < 200 || res.statusCode >= 300) {
+              throw new UpstreamCallError(res.statusCode, errorMessageOf(await res.body.text()));
+            }
+            const times = () => ({ totalNs: nanosSince(startNs), loadNs: upstream.waitedMs * 1e6 });
+            // The instance is free as soon as its answer has been read (before whole-answer hooks run).
+            const batches = parseSseStream(whenDone(res.body as AsyncIterable<Buffer>, () => upstream.release()));
+            let outcome: string;
+            if (stream) {
+              reply.hijack();
+              outcome = await writeNdjson(reply.raw, session ? session.streamStages(batches) : batches, new StreamTranslator(kind, field), times, signal, (err) => upstream.target.failure(err).message);
+            } else {
+              const chunks = await gather(batches, (err) => {
+                const f = upstream.target.failure(err);
+                return new UpstreamCallError(f.status, f.message);
+              });
+              let completion = assembleCompletion(chunks);
+              if (session?.hasResponseHooks(false)) completion = await session.runResponse(completion);
+              void reply.send(completionToOllama(completion, kind, field, times()));
+              outcome = 'ok';
+            }
+            log.info({ model: routeId(route), ...upstream.logFields(), path: request.url, upstreamPath: translated.path, stream, outcome, waitedMs: upstream.waitedMs, ms: Math.round(nanosSince(startNs) / 1e6), ...logFields() }, 'proxied');
+          } finally {
+            upstream.release();
+          }
+        } finally {
+          session?.finish();
+        }
+      }
+
+      async function servePrompt(kind: OllamaKind, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+        const startNs = process.hrtime.bigint();
+        const body = bodyObject(request);
+        const field = modelField(body);
+        const name = canonicalModel(field, config.models);
+        const stream = body.stream !== false;
+        const keepAlive = parseKeepAlive(body.keep_alive);
+        const signal = clientGone(reply);
+        const ctx = { field, name, stream, keepAlive, signal, startNs };
+        const empty = isEmptyPrompt(kind, body);
+
+        const backend = pipeline.backendRoute(name);
+        if (backend) {
+          // Ollama's own API unless agents are asked for (they work on the OpenAI shape, through Ollama's /v1).
+          let translated: Translated | undefined;
+          try {
+            translated = empty ? undefined : translate(kind, body);
+          } catch {
+            translated = undefined; // what we cannot translate, Ollama may still take
+          }
+          const plan = translated ? agents.plan(translated.endpoint, { ...translated.body, stream }, routeId(backend)) : undefined;
+          if (!translated || !plan) return passthrough(request, reply, backend, `/api/${kind}`, body);
+          return runPrompt(request, reply, kind, backend, translated, plan, ctx);
+        }
+
+        const model = await localModel(name, body, signal);
+        if (empty) return loadOrUnload(kind, reply, model, field, keepAlive, stream, signal);
+        if (wantsImages(kind, body) && !hasProjector(model)) {
+          throw new ClientError(400, 'no_vision', `model "${field}" cannot read images: it has no multimodal projector (an mmproj file beside it on Hugging Face, or --mmproj in its args)`);
+        }
+        const translated = translate(kind, body);
+        const route: ModelRoute = { kind: 'local', model };
+        const plan = agents.plan(translated.endpoint, { ...translated.body, stream }, routeId(route));
+        return runPrompt(request, reply, kind, route, translated, plan, ctx);
+      }
+
+      api.post('/chat', (request, reply) => servePrompt('chat', request, reply));
+      api.post('/generate', (request, reply) => servePrompt('generate', request, reply));
+
+      /** /api/embed (`input`: a string or strings -> unit vectors) and the older /api/embeddings (`prompt` -> one vector). */
+      async function serveEmbeddings(legacy: boolean, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+        const startNs = process.hrtime.bigint();
+        const body = bodyObject(request);
+        const field = modelField(body);
+        const name = canonicalModel(field, config.models);
+        const backend = pipeline.backendRoute(name);
+        if (backend) return passthrough(request, reply, backend, legacy ? '/api/embeddings' : '/api/embed', body);
+        const raw = legacy ? body.prompt : body.input;
+        const inputs = raw === undefined || raw === null ? [] : typeof raw === 'string' ? (raw === '' ? [] : [raw]) : raw;
+        if (!Array.isArray(inputs) || inputs.some((i) => typeof i !== 'string')) {
+          throw new ClientError(400, 'invalid_input', legacy ? '"prompt" must be a string' : '"input" must be a string or a list of strings');
+        }
+        const dimensions = body.dimensions;
+        if (dimensions !== undefined && (typeof dimensions !== 'number' || !Number.isInteger(dimensions) || dimensions <= 0)) {
+          throw new ClientError(400, 'invalid_dimensions', '"dimensions" must be a positive whole number');
+        }
+        const keepAlive = parseKeepAlive(body.keep_alive);
+        const signal = clientGone(reply);
+        const model = embeddingsModel(await localModel(name, body, signal));
+        const upstream = await pipeline.acquire({ kind: 'local', model }, signal);
+        upstream.lease?.keepAlive(idleTimeout(keepAlive));
+        try {
+          const times = () => ({ totalNs: nanosSince(startNs), loadNs: upstream.waitedMs * 1e6 });
+          // Nothing to embed: the model is loaded, nothing else (as Ollama does).
+          const json = inputs.length === 0 ? { data: [] } : await requestJson(upstream.target, '/v1/embeddings', { model: field, input: inputs }, signal, model.id);
+          request.log.info({ model: model.id, ...upstream.logFields(), path: request.url, inputs: inputs.length, waitedMs: upstream.waitedMs, ms: Math.round(nanosSince(startNs) / 1e6) }, 'proxied');
+          if (legacy) return { embedding: embeddingVectors(json)[0] ?? [] };
+          return embedResponse(json, field, times(), dimensions as number | undefined);
+        } finally {
+          upstream.release();
+        }
+      }
+
+      api.post('/embed', (request, reply) => serveEmbeddings(false, request, reply));
+      api.post('/embeddings', (request, reply) => serveEmbeddings(true, request, reply));
+
+      api.get('/tags', async (request) => {
+        const models: Record<string, unknown>[] = localTags(config, deps.hub, deps.startedAt).map((m) => ({ ...m }));
+        const backend = deps.backend;
+        if (backend) {
+          let listed: Awaited<ReturnType<OllamaBackend['tags']>> = [];
+          try {
+            listed = await backend.tags();
+          } catch (err) {
+            request.log.warn({ backend: backend.url, reason: backend.failure(err).message }, 'Ollama backend models not listed');
+          }
+          // Configured aliases first, with what Ollama says of the model they name.
+          for (const [alias, remote] of backend.configured()) {
+            const found = listed.find((m) => m.name === remote || m.model === remote);
+            models.push({ ...(found ?? {}), name: alias, model: alias });
+          }
+          if (backend.listModels) for (const m of listed) models.push({ ...m, name: backend.publicName(m.name), model: backend.publicName(m.model ?? m.name) });
+        }
+        return { models };
+      });
+
+      api.get('/ps', async (request) => {
+        const models: Record<string, unknown>[] = runningEntries(pool.list()).map((m) => ({ ...m }));
+        const backend = deps.backend;
+        if (backend?.listModels) {
+          try {
+            for (const m of await backend.running()) models.push({ ...m, name: backend.publicName(m.name), model: backend.publicName(m.model ?? m.name) });
+          } catch (err) {
+            request.log.warn({ backend: backend.url, reason: backend.failure(err).message }, 'Ollama backend models not listed');
+          }
+        }
+        return { models };
+      });
+
+      api.post('/show', async (request, reply) => {
+        const body = bodyObject(request);
+        const name = canonicalModel(modelField(body), config.models);
+        const backend = pipeline.backendRoute(name);
+        if (backend) return passthrough(request, reply, backend, '/api/show', body);
+        // Only what is on disk: showing a model does not download it.
+        return showModel(deps.resolver.sync(name));
+      });
+
+      api.get('/version', async () => ({ version: OLLAMA_API_VERSION }));
+
+      for (const path of ['/pull', '/push', '/create', '/copy', '/delete']) {
+        api.route({
+          method: path === '/delete' ? 'DELETE' : 'POST',
+          url: path,
+          handler: async () => {
+            throw new ClientError(
+              501,
+              'not_supported',
+              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
+            );
+          },
+        });
+      }
+    },
+    { prefix: '/api' },
+  );
+}

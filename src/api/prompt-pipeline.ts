@@ -1,0 +1,186 @@
+/**
+ * The part of serving a prompt that does not depend on the API it came in (OpenAI or Ollama): where the model is
+ * served (an instance of ours, or the Ollama backend), taking that upstream for one request, a request's agent
+ * session, and agents' own model calls (`context.complete`). The routes translate bodies and write answers in
+ * their API's format around these steps.
+ */
+import type { Logger } from 'pino';
+import { AgentSession, toJsonSafe, type AgentEndpoint, type AgentPlan, type AgentRegistry, type JsonObject, type ServingInstance } from '../agents/index.js';
+import { forEmbeddings, headerHasPooling, modelHeader, type ResolvedModel } from '../models/index.js';
+import type { Lease, Pool } from '../pool/pool.js';
+import type { ModelResolver, ResolveContext } from './model-resolution.js';
+import type { OllamaBackend } from './ollama/backend.js';
+import { requestJson, type UpstreamClients, type UpstreamTarget } from './upstream.js';
+
+/** A model of the Ollama backend: `id` as the client named it, `name` as Ollama knows it. */
+export interface BackendRoute {
+  kind: 'backend';
+  backend: OllamaBackend;
+  id: string;
+  name: string;
+}
+
+/** Where a model is served. */
+export type ModelRoute = { kind: 'local'; model: ResolvedModel } | BackendRoute;
+
+/** The id agents and logs know a routed model by. */
+export function routeId(route: ModelRoute): string {
+  return route.kind === 'local' ? (route.model.variantOf ?? route.model.id) : route.id;
+}
+
+/**
+ * The instance that answers embeddings for a model: its own when its args say `--embeddings`, else its `#embed`
+ * variant (started with `--embeddings`, and `--pooling mean` unless the GGUF names a pooling type).
+ */
+export function embeddingsModel(model: ResolvedModel): ResolvedModel {
+  let pooling = false;
+  try {
+    pooling = headerHasPooling(modelHeader(model.file));
+  } catch {
+    // An unreadable header fails at the instance's start, with llama-server's own message.
+  }
+  return forEmbeddings(model, pooling);
+}
+
+/** An upstream taken for one request. */
+export interface Upstream {
+  target: UpstreamTarget;
+  /** "model" as upstream knows it (Ollama's name); undefined: the body's is sent as it is. */
+  upstreamModel: string | undefined;
+  /** The pool's lease, for an instance of ours. */
+  lease: Lease | undefined;
+  /** Milliseconds spent waiting for it (queue and load). */
+  waitedMs: number;
+  /** What log lines call it: the instance id, or the backend's address. */
+  label: string;
+  /** Its log fields: `{ instance }` or `{ backend }`. */
+  logFields(): Record<string, string>;
+  /** Ends the request's hold on it; idempotent. */
+  release(): void;
+}
+
+export interface PipelineDeps {
+  pool: Pool;
+  resolver: ModelResolver;
+  agents: AgentRegistry;
+  clients: UpstreamClients;
+  backend?: OllamaBackend | undefined;
+}
+
+/**
+ * Request hooks may rewrite anything but the model (resolved before them) and `stream` (the client's choice of
+ * format): those two are put back, with a warning. To use another model, an agent calls context.complete.
+ */
+export function keepModelAndStream(out: JsonObject, original: JsonObject, log: Logger): JsonObject {
+  if (out.model === original.model && out.stream === original.stream) return out;
+  log.warn({ from: { model: original.model, stream: original.stream }, to: { model: out.model, stream: out.stream } }, 'a request hook changed "model" or "stream"; restored');
+  const fixed: JsonObject = { ...out, model: original.model };
+  if ('stream' in original) fixed.stream = original.stream;
+  else delete fixed.stream;
+  return fixed;
+}
+
+export interface SessionInit {
+  requestId: string;
+  route: ModelRoute;
+  /** The model field as the client wrote it. */
+  modelField: unknown;
+  endpoint: AgentEndpoint;
+  plan: AgentPlan;
+  stream: boolean;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+/** A request's agent session, told which upstream serves it once there is one (for context.instance()). */
+export interface ServedSession {
+  session: AgentSession;
+  served(upstream: Upstream): void;
+}
+
+export class PromptPipeline {
+  constructor(private readonly deps: PipelineDeps) {}
+
+  get agents(): AgentRegistry {
+    return this.deps.agents;
+  }
+
+  /** The backend route of a model field, when the Ollama backend serves it. */
+  backendRoute(field: unknown): BackendRoute | undefined {
+    const backend = this.deps.backend;
+    const name = backend?.route(field);
+    return backend && name !== undefined ? { kind: 'backend', backend, id: String(field), name } : undefined;
+  }
+
+  /** Where `field` is served: the backend, else a model of ours (resolved, downloaded if need be). */
+  async route(field: unknown, ctx: ResolveContext = {}): Promise<ModelRoute> {
+    return this.backendRoute(field) ?? { kind: 'local', model: await this.deps.resolver.async(field, ctx) };
+  }
+
+  /** Takes the upstream for one request: a lease on the model's instance (loading it if needed), or the backend. */
+  async acquire(route: ModelRoute, signal: AbortSignal): Promise<Upstream> {
+    if (route.kind === 'backend') {
+      const url = route.backend.url;
+      return { target: route.backend.target(), upstreamModel: route.name, lease: undefined, waitedMs: 0, label: url, logFields: () => ({ backend: url }), release: () => {} };
+    }
+    const started = Date.now();
+    const lease = await this.deps.pool.acquire(route.model, signal);
+    return {
+      target: this.deps.clients.target(lease.instance, route.model.parallel + 1),
+      upstreamModel: undefined,
+      lease,
+      waitedMs: Date.now() - started,
+      label: lease.instance.id,
+      logFields: () => ({ instance: lease.instance.id }),
+      release: () => lease.release(),
+    };
+  }
+
+  /** context.complete: one model call through the pool (or the backend), no agents, not streamed. */
+  readonly callModel = async (endpoint: AgentEndpoint, body: JsonObject, signal: AbortSignal): Promise<JsonObject> => {
+    const route = await this.route(body.model, { signal });
+    const upstream = await this.acquire(route, signal);
+    try {
+      const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
+      const sent = upstream.upstreamModel === undefined ? rest : { ...rest, model: upstream.upstreamModel };
+      return await requestJson(upstream.target, `/v1/${endpoint}`, sent, signal, routeId(route));
+    } finally {
+      upstream.release();
+    }
+  };
+
+  /** The agent session of one request. */
+  session(init: SessionInit): ServedSession {
+    const { pool, agents } = this.deps;
+    let served: Upstream | undefined;
+    // Read when an agent asks (not before: the record can be large), fresh from the pool, every field as the pool
+    // reports it, made JSON-friendly (its per-GPU byte counts are Maps). An instance gone since is described by
+    // what its process object still knows; the backend by its address.
+    const instanceInfo = (upstream: Upstream): ServingInstance => {
+      const lease = upstream.lease;
+      if (!lease) return { id: 'ollama', backend: 'ollama', url: upstream.label, model: upstream.upstreamModel ?? null };
+      const instance = lease.instance;
+      const info = pool.list().find((i) => i.id === instance.id);
+      if (info) return toJsonSafe(info) as ServingInstance;
+      return { id: instance.id, modelId: instance.spec.modelId, state: instance.state, pid: instance.pid ?? null, exitedAt: instance.exitedAt ?? null };
+    };
+    const session = new AgentSession(init.plan.chain, {
+      requestId: init.requestId,
+      model: routeId(init.route),
+      modelField: init.modelField,
+      endpoint: init.endpoint,
+      stream: init.stream,
+      log: init.log,
+      signal: init.signal,
+      complete: this.callModel,
+      instance: () => (served ? instanceInfo(served) : undefined),
+      onFailure: (name, hook, reason) => agents.recordFailure(name, hook, reason),
+    });
+    return {
+      session,
+      served: (upstream) => {
+        served = upstream;
+      },
+    };
+  }
+}
