@@ -6,7 +6,7 @@
  * The proxy runs as its own process (`serve`), as users run it. Timing is hand-rolled with process.hrtime and undici (autocannon's histogram rounds to whole milliseconds,
  * too coarse for a sub-millisecond difference).
  *
- * npm run bench:proxy [-- --requests 400 --rounds 3]
+ * npm run bench:proxy [-- --requests 400 --rounds 3 --layers 2 --embd 64 --max-tokens 8]
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -23,6 +23,9 @@ const { values } = parseArgs({
     requests: { type: 'string', default: '400' },
     rounds: { type: 'string', default: '3' },
     'max-tokens': { type: 'string', default: '8' },
+    // A heavier generated model (more work per request on llama-server's side), e.g. --layers 8 --embd 512.
+    layers: { type: 'string', default: '2' },
+    embd: { type: 'string', default: '64' },
   },
 });
 const REQUESTS = Number(values.requests);
@@ -87,7 +90,7 @@ async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'lsp-bench-'));
   const file = path.join(root, 'models', 'bench.gguf');
   mkdirSync(path.dirname(file), { recursive: true });
-  await writeTinyModel(file, { seed: 11 });
+  await writeTinyModel(file, { seed: 11, layers: Number(values.layers), embd: Number(values.embd) });
   const tools = await ensureLlamaTools({ cacheDir: defaultCacheDir(), llamaServer: { backend: 'auto', autoBuild: true }, log: (l) => console.error(l) });
   const configFile = path.join(root, 'bench.yaml');
   writeFileSync(
@@ -106,7 +109,7 @@ async function main(): Promise<void> {
     const proxied = new UndiciPool(proxy.url, { connections: SLOTS + 1 });
     const clients = { direct, proxy: proxied } as const;
 
-    console.log(`llama-server ${tools.server}\nmodel: tiny llama (2 layers, embd 64), ${SLOTS} slots; ${REQUESTS} requests x ${ROUNDS} rounds per cell, max_tokens ${MAX_TOKENS}\n`);
+    console.log(`llama-server ${tools.server}\nmodel: tiny llama (${values.layers} layers, embd ${values.embd}), ${SLOTS} slots; ${REQUESTS} requests x ${ROUNDS} rounds per cell, max_tokens ${MAX_TOKENS}\n`);
     // Warm up both paths (connections, prompt cache).
     await completions(direct, 50, 4);
     await completions(proxied, 50, 4);
