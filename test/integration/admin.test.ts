@@ -9,12 +9,17 @@ const tools = llamaTools();
 describe.skipIf(!tools.server)(`admin and llama-server endpoints${tools.reason ? ` (skipped: ${tools.reason})` : ''}`, () => {
   let t: TestProxy;
   let blocker: net.Server;
-  const firstPort = 46_000 + (process.pid % 1000) * 2;
+  let firstPort = 0;
 
   beforeAll(async () => {
-    // Someone else holds the first port of the range: instances must skip it.
+    // Someone else holds the first port of the range: instances must skip it. (Any free port will do: the range
+    // starts there.)
     blocker = net.createServer();
-    await new Promise<void>((resolve) => blocker.listen(firstPort, '127.0.0.1', resolve));
+    await new Promise<void>((resolve, reject) => {
+      blocker.once('error', reject);
+      blocker.listen(0, '127.0.0.1', () => resolve());
+    });
+    firstPort = (blocker.address() as net.AddressInfo).port;
     const { root, files } = await modelsFolder([3, 4]);
     t = await startTestProxy(tools.server!, root, {
       pool: { size: 2, portRange: [firstPort, firstPort + 5] },
