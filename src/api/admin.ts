@@ -4,7 +4,7 @@ import { ClientError, type ResolvedModel } from '../models/index.js';
 import type { InstanceInfo, Pool } from '../pool/pool.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import { readInstanceLoad } from '../llamacpp/server-stats.js';
-import { gpuAssignment } from './health.js';
+import { gpuAssignment, mib } from './health.js';
 import type { ProxyApp } from './types.js';
 
 export interface AdminDeps {
@@ -17,7 +17,7 @@ export interface AdminDeps {
 }
 
 const MIB = 1024 * 1024;
-const mibMap = (m: ReadonlyMap<number, number>) => Object.fromEntries([...m].map(([gpu, bytes]) => [String(gpu), Math.round((bytes / MIB) * 10) / 10]));
+const mibMap = (m: ReadonlyMap<number, number>) => Object.fromEntries([...m].map(([gpu, bytes]) => [String(gpu), mib(bytes)]));
 
 function describeInstance(i: InstanceInfo, now: number) {
   return {
@@ -51,10 +51,10 @@ export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync
       running.map(async (i) => ({
         ...describeInstance(i, now),
         placement: gpuAssignment(i),
-        estimate_mib: i.placement ? { gpus: mibMap(i.estimatedGpuBytes), host: Math.round((i.placement.estimate.hostBytes / MIB) * 10) / 10 } : null,
+        estimate_mib: i.placement ? { gpus: mibMap(i.estimatedGpuBytes), host: mib(i.placement.estimate.hostBytes) } : null,
         footprint_mib: i.actualGpuBytes.size > 0 ? { gpus: mibMap(i.actualGpuBytes) } : null,
-        logged_mib: i.logged ? { gpus: mibMap(i.logged.gpuBytes), host: Math.round((i.logged.hostBytes / MIB) * 10) / 10 } : null,
-        gpu_processes: devices.flatMap((d) => d.processes.filter((p) => p.pid === i.pid).map((p) => ({ gpu: d.index, pid: p.pid, used_mib: Math.round((p.usedBytes / MIB) * 10) / 10 }))),
+        logged_mib: i.logged ? { gpus: mibMap(i.logged.gpuBytes), host: mib(i.logged.hostBytes) } : null,
+        gpu_processes: devices.flatMap((d) => d.processes.filter((p) => p.pid === i.pid).map((p) => ({ gpu: d.index, pid: p.pid, used_mib: mib(p.usedBytes) }))),
         load: i.state === 'ready' && i.url ? await readInstanceLoad(i.url) : null,
       })),
     );

@@ -18,7 +18,8 @@ export interface HealthInput {
 }
 
 const MIB = 1024 * 1024;
-const mib = (bytes: number) => Math.round((bytes / MIB) * 10) / 10;
+/** Bytes as MiB with one decimal, the unit of every `_mib` field. */
+export const mib = (bytes: number) => Math.round((bytes / MIB) * 10) / 10;
 const sum = (m: ReadonlyMap<number, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
 /** Per-server GPU assignment as PRODUCT.md names it. */

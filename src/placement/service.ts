@@ -149,20 +149,33 @@ export class PlacementService {
    * For models not on disk yet (a download not started): `info` comes from a header fetched by range.
    */
   async refusalIfNeverFits(model: ResolvedModel, info: ModelInfo, ours: () => Map<number, number>): Promise<string | undefined> {
+    // Our instances' memory counts as free: they could all be stopped.
+    const { result } = await this.plan(model, info, () => ({ running: [], loading: new Map() }), ours);
+    return result.kind === 'refuse' ? result.reason : undefined;
+  }
+
+  /** Fresh device readings, then the pure planner on them, synchronously after the read. */
+  private async plan(
+    model: ResolvedModel,
+    info: ModelInfo,
+    ledger: () => { running: RunningInstance[]; loading: Map<number, number> },
+    freedByUs?: () => Map<number, number>,
+  ): Promise<{ result: PlanResult; devices: GpuDevice[] }> {
     const settings = estimateSettings(model.ctx, model.parallel, model.args);
     const devices = this.hasGpus ? await this.monitor.refresh() : [];
-    const held = ours();
+    const state = ledger();
+    const freed = freedByUs?.() ?? new Map<number, number>();
     const result = planPlacement({
       modelId: model.id,
       nLayers: info.nLayer,
       estimate: this.costFor(model.file, info, settings),
-      gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: Math.min(d.totalBytes, d.freeBytes + (held.get(d.index) ?? 0)), utilization: d.utilizationGpu })),
-      running: [],
-      loading: new Map(),
+      gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: Math.min(d.totalBytes, d.freeBytes + (freed.get(d.index) ?? 0)), utilization: d.utilizationGpu })),
+      running: state.running,
+      loading: state.loading,
       pins: this.pins(model, devices),
       settings: this.plannerSettings(),
     });
-    return result.kind === 'refuse' ? result.reason : undefined;
+    return { result, devices };
   }
 
   async decide(model: ResolvedModel, running: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision> {
@@ -176,20 +189,7 @@ export class PlacementService {
       this.log('no estimate, running on the CPU', { model: model.id, reason });
       return { kind: 'place', placement: { gpus: [], ngl: 0, splitMode: 'none', estimate: { gpuBytes: [], hostBytes: 0 }, reason } };
     }
-    const settings = estimateSettings(model.ctx, model.parallel, model.args);
-    const devices = this.hasGpus ? await this.monitor.refresh() : [];
-    const state = running();
-    const estimate = this.costFor(model.file, info, settings);
-    const result = planPlacement({
-      modelId: model.id,
-      nLayers: info.nLayer,
-      estimate,
-      gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: d.freeBytes, utilization: d.utilizationGpu })),
-      running: state.running,
-      loading: state.loading,
-      pins: this.pins(model, devices),
-      settings: this.plannerSettings(),
-    });
+    const { result, devices } = await this.plan(model, info, running);
     if (result.kind !== 'place') return result;
     const p = result.placement;
     return {

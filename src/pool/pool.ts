@@ -358,10 +358,9 @@ export class Pool extends EventEmitter {
 
   /** Bytes the ledger charges on one GPU (what a simulated GPU shows as used). */
   chargedOn(gpuIndex: number): number {
-    let sum = 0;
-    for (const e of this.entries.values()) sum += e.gpuBytes.get(gpuIndex) ?? 0;
-    return sum;
+    return this.charges().get(gpuIndex) ?? 0;
   }
+
 
   private rejectModel(modelId: string, error: PoolError): void {
     const failed = this.queue.filter((w) => w.model.id === modelId);

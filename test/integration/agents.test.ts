@@ -1,8 +1,6 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { llamaTools } from '../helpers/llama.js';
+import { CANNED_AGENT, pluginsRoot } from '../helpers/plugins.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 import { readStream, streamedContent } from '../helpers/sse.js';
 
@@ -13,13 +11,7 @@ const agentLog = (): string[] => ((globalThis as { __lspAgentLog?: string[] })._
 
 /** Test plugins, written to a temporary folder outside the repository. */
 function writePlugins(): string {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'lsp-agents-it-'));
-  const plugin = (name: string, code: string | null, manifest: object | null = {}) => {
-    const dir = path.join(root, name);
-    mkdirSync(dir);
-    if (manifest) writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ description: `test agent ${name}`, enabled: true, ...manifest }));
-    if (code !== null) writeFileSync(path.join(dir, 'index.mjs'), code);
-  };
+  const { root, add: plugin } = pluginsRoot('lsp-agents-it');
   const record = `const record = (entry) => (globalThis.__lspAgentLog ??= []).push(entry);\n`;
   // Tracers: add their name to request.x_trace and response.x_trace, and report what they found there.
   const tracer = (name: string) => `${record}
@@ -55,14 +47,7 @@ export default {
 };\n`,
   );
   plugin('exclaim', `export default { onResponse(r) { r.choices[0].message.content += '!!'; return r; } };\n`);
-  plugin(
-    'canned',
-    `export default {
-  onRequest(request, ctx) {
-    return ctx.reply({ id: 'canned-1', object: 'chat.completion', created: 1, model: request.model, choices: [{ index: 0, message: { role: 'assistant', content: 'canned answer' }, finish_reason: 'stop' }] });
-  },
-};\n`,
-  );
+  plugin('canned', CANNED_AGENT);
   plugin('switch', `export default { onRequest: (r) => ({ ...r, model: 'elsewhere', stream: true }) };\n`);
   plugin('broken', `export default { onRequest( };\n`);
   plugin('empty', `export default { onRequest: (r) => r };\n`, null);

@@ -1,9 +1,8 @@
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { statSync } from 'node:fs';
 import { Ollama, type ChatResponse, type GenerateResponse } from 'ollama';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { llamaTools } from '../helpers/llama.js';
+import { CANNED_AGENT, pluginsRoot } from '../helpers/plugins.js';
 import { waitFor } from '../helpers/processes.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 import { readStream } from '../helpers/sse.js';
@@ -12,12 +11,7 @@ const tools = llamaTools();
 
 /** Test agents, written to a temporary folder. */
 function writePlugins(): string {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'lsp-ollama-agents-'));
-  const plugin = (name: string, code: string) => {
-    mkdirSync(path.join(root, name));
-    writeFileSync(path.join(root, name, 'config.json'), JSON.stringify({ description: `test agent ${name}`, enabled: true }));
-    writeFileSync(path.join(root, name, 'index.mjs'), code);
-  };
+  const { root, add: plugin } = pluginsRoot('lsp-ollama-agents');
   // Upper-cases the answer, chunk by chunk when streamed, whole otherwise; marks the request it saw.
   plugin(
     'shout',
@@ -35,14 +29,7 @@ function writePlugins(): string {
   },
 };\n`,
   );
-  plugin(
-    'canned',
-    `export default {
-  onRequest(request, ctx) {
-    return ctx.reply({ id: 'canned-1', object: 'chat.completion', created: 1, model: request.model, choices: [{ index: 0, message: { role: 'assistant', content: 'canned answer' }, finish_reason: 'stop' }] });
-  },
-};\n`,
-  );
+  plugin('canned', CANNED_AGENT);
   return root;
 }
 
