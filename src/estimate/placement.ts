@@ -14,8 +14,13 @@ export interface Device {
    * when the placement gives no tensorSplit.
    */
   readonly freeBytes?: number;
-  /** Per-device runtime overhead (CUDA context, pools); defaults to DEFAULT_OVERHEAD_BYTES[kind]. */
+  /**
+   * The whole overhead beyond llama.cpp's buffers, fixed (gpu.overheadMiB). Unset: modelled (overhead.ts) from
+   * runtimeBytes, the model's use of cuBLAS and the micro-batch.
+   */
   readonly overheadBytes?: number;
+  /** The CUDA runtime's own memory as measured on this GPU; unset: DEFAULT_RUNTIME_BYTES[kind]. */
+  readonly runtimeBytes?: number;
 }
 
 export interface Placement {

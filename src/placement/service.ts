@@ -13,6 +13,7 @@ import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import { estimateSettings } from './model-settings.js';
 import { planPlacement } from './planner.js';
+import { RuntimeOverhead } from './runtime-overhead.js';
 import type { Candidate, Cost, ModelPins, PlanResult, PlannerSettings, RunningInstance } from './types.js';
 
 const MIB = 1024 * 1024;
@@ -39,13 +40,13 @@ export type PlaceDecision =
  * The planner's cost function: llama.cpp's memory model for a candidate placement. GPUs of one kind cost the
  * same whichever they are, so results are kept by GPU count, -ngl and split.
  */
-export function estimatorCost(info: ModelInfo, settings: EstimateSettings, overheadBytes?: number): (c: Candidate) => Cost {
+export function estimatorCost(info: ModelInfo, settings: EstimateSettings, overhead: Pick<Device, 'overheadBytes' | 'runtimeBytes'> = {}): (c: Candidate) => Cost {
   const cache = new Map<string, Cost>();
   return (c) => {
     const key = `${c.gpus.length}|${c.ngl}|${c.tensorSplit?.join(',') ?? ''}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const devices: Device[] = c.gpus.map((index) => ({ name: `CUDA${index}`, kind: 'cuda', ...(overheadBytes !== undefined ? { overheadBytes } : {}) }));
+    const devices: Device[] = c.gpus.map((index) => ({ name: `CUDA${index}`, kind: 'cuda', ...overhead }));
     const estimate = estimateMemory(info, settings, {
       devices,
       ...(c.ngl === 'full' ? {} : { ngl: c.ngl }),
@@ -66,6 +67,8 @@ interface CachedInfo {
 export class PlacementService {
   private readonly infos = new Map<string, CachedInfo>();
   private readonly costs = new Map<string, { info: ModelInfo; cost: (c: Candidate) => Cost }>();
+  /** The CUDA runtime's memory per GPU, as measured on our own instances. */
+  readonly runtime = new RuntimeOverhead();
 
   constructor(
     private readonly monitor: GpuMonitor,
@@ -97,10 +100,12 @@ export class PlacementService {
    * re-planned after an eviction, costs no new estimates). A few dozen models at most; oldest dropped first.
    */
   private costFor(file: string, info: ModelInfo, settings: EstimateSettings): (c: Candidate) => Cost {
-    const key = `${file}|${JSON.stringify(settings)}`;
+    // A fixed overhead (gpu.overheadMiB) wins; else the runtime learned from our instances, once there is one.
+    const runtime = this.runtime.bytes();
+    const overhead = this.settings.overheadMiB !== undefined ? { overheadBytes: this.settings.overheadMiB * MIB } : runtime !== undefined ? { runtimeBytes: runtime } : {};
+    const key = `${file}|${JSON.stringify(settings)}|${JSON.stringify(overhead)}`;
     let entry = this.costs.get(key);
     if (!entry || entry.info !== info) {
-      const overhead = this.settings.overheadMiB !== undefined ? this.settings.overheadMiB * MIB : undefined;
       entry = { info, cost: estimatorCost(info, settings, overhead) };
       this.costs.set(key, entry);
       if (this.costs.size > COST_CACHE_MODELS) this.costs.delete(this.costs.keys().next().value!);
@@ -141,10 +146,6 @@ export class PlacementService {
   }
 
   /**
-   * Decides where `model` runs, given the proxy's instances (running) and loads under way, on GPU readings taken
-   * now. Synchronous after the read, so the caller can record the result before anything else plans.
-   */
-  /**
    * Whether the model could run here at all, were every instance of ours stopped: the refusal reason if not.
    * For models not on disk yet (a download not started): `info` comes from a header fetched by range.
    */
@@ -178,6 +179,10 @@ export class PlacementService {
     return { result, devices };
   }
 
+  /**
+   * Decides where `model` runs, given the proxy's instances (running) and loads under way, on GPU readings taken
+   * now. Synchronous after the read, so the caller can record the result before anything else plans.
+   */
   async decide(model: ResolvedModel, running: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision> {
     let info: ModelInfo;
     try {
@@ -206,6 +211,34 @@ export class PlacementService {
         reason: p.reason,
       },
     };
+  }
+
+  /**
+   * Learns the CUDA runtime's memory from a started instance: what its process holds on each of its GPUs
+   * (footprint()) against the buffers it logged there. Not from a model that loads cuBLAS: its warm-up may
+   * already have, and its reading would not be the runtime alone.
+   */
+  observeFootprint(model: ResolvedModel, placement: InstancePlacement, measured: ReadonlyMap<number, number>, logged: ReadonlyMap<number, number>): void {
+    try {
+      const info = this.modelInfo(model.file);
+      const devices: Device[] = placement.gpus.map((g) => ({ name: `CUDA${g.index}`, kind: 'cuda' }));
+      const estimate = estimateMemory(info, estimateSettings(model.ctx, model.parallel, model.args), {
+        devices,
+        ngl: placement.ngl,
+        ...(placement.tensorSplit ? { tensorSplit: placement.tensorSplit } : {}),
+      });
+      if (estimate.cublas) return;
+    } catch {
+      return;
+    }
+    for (const gpu of placement.gpus) {
+      const held = measured.get(gpu.index);
+      const buffers = logged.get(gpu.index);
+      if (held === undefined || buffers === undefined) continue;
+      if (this.runtime.observe(gpu.uuid, held, buffers)) {
+        this.log('learned the CUDA runtime overhead', { gpu: gpu.index, uuid: gpu.uuid, runtimeMiB: Math.round((held - buffers) / MIB) });
+      }
+    }
   }
 
   /** Bytes the process holds on each GPU, from the driver's per-process accounting (empty when it does not tell). */

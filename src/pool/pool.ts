@@ -22,6 +22,8 @@ export interface Placer {
   readonly hasGpus: boolean;
   decide(model: ResolvedModel, ledger: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision>;
   footprint(pid: number): Promise<Map<number, number>>;
+  /** A started instance's measured footprint against its logged buffers, per GPU index (learns the runtime overhead). */
+  observeFootprint(model: ResolvedModel, placement: InstancePlacement, measured: ReadonlyMap<number, number>, logged: ReadonlyMap<number, number>): void;
   freeNow(): Promise<Map<number, number>>;
   waitForRecovery(pid: number | undefined, held: ReadonlyMap<number, number>, freeBefore: ReadonlyMap<number, number>): Promise<boolean>;
 }
@@ -483,6 +485,7 @@ export class Pool extends EventEmitter {
         if (measured.size > 0) {
           entry.actualGpuBytes = measured;
           entry.gpuBytes = measured;
+          if (entry.logged) placer.observeFootprint(model, entry.placement, measured, entry.logged.gpuBytes);
         }
       }
       if (entry.state !== 'starting') return;
