@@ -78,7 +78,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt });
 
   app.get('/health', async () => ({
-    ...healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor }),
+    ...healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor, runtimeOverhead: deps.placer?.runtime.byGpu() }),
     backends: backend ? { ollama: await backend.status() } : {},
   }));
   registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor });

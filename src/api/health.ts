@@ -15,6 +15,8 @@ export interface HealthInput {
   /** Loaded (and failed or disabled) agents. */
   agents?: AgentHealth[];
   monitor?: GpuMonitor | undefined;
+  /** The CUDA runtime's memory learned per GPU UUID (placement/runtime-overhead.ts). */
+  runtimeOverhead?: ReadonlyMap<string, number> | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -37,7 +39,7 @@ export function gpuAssignment(s: InstanceInfo) {
 }
 
 /** The devices and what the proxy placed on each. */
-export function gpuPoolStatus(monitor: GpuMonitor, servers: readonly InstanceInfo[]) {
+export function gpuPoolStatus(monitor: GpuMonitor, servers: readonly InstanceInfo[], runtimeOverhead?: ReadonlyMap<string, number>) {
   const snap = monitor.latest();
   const gpus = snap.devices.map((d) => ({
     id: d.index,
@@ -52,6 +54,8 @@ export function gpuPoolStatus(monitor: GpuMonitor, servers: readonly InstanceInf
     temperature_c: d.temperatureC,
     power_w: d.powerW,
     compute_capability: d.computeCapability,
+    /** What a CUDA context of ours takes here beyond llama.cpp's buffers, measured on our instances (null: not yet). */
+    runtime_overhead_mib: runtimeOverhead?.has(d.uuid) ? mib(runtimeOverhead.get(d.uuid)!) : null,
     assigned_models: servers.filter((s) => s.placement?.gpus.some((g) => g.index === d.index)).map((s) => s.modelId),
     processes: d.processes.map((p) => ({ pid: p.pid, used_memory_mib: mib(p.usedBytes), ours: servers.some((s) => s.pid === p.pid) })),
   }));
@@ -68,7 +72,7 @@ export function gpuPoolStatus(monitor: GpuMonitor, servers: readonly InstanceInf
   };
 }
 
-export function healthReport({ config, pool, tools, version, agents, startedAt, monitor }: HealthInput) {
+export function healthReport({ config, pool, tools, version, agents, startedAt, monitor, runtimeOverhead }: HealthInput) {
   const now = Date.now();
   const running = pool.list();
   const servers = running.map((s) => ({
@@ -108,6 +112,6 @@ export function healthReport({ config, pool, tools, version, agents, startedAt, 
     agents: agents ?? [],
     gpu_monitoring: monitor !== undefined && monitor.source.kind !== 'none',
     allocation_strategy: monitor && monitor.source.kind !== 'none' ? config.gpu.strategy : 'cpu-only',
-    gpu_pool_status: monitor && monitor.source.kind !== 'none' ? gpuPoolStatus(monitor, running) : null,
+    gpu_pool_status: monitor && monitor.source.kind !== 'none' ? gpuPoolStatus(monitor, running, runtimeOverhead) : null,
   };
 }

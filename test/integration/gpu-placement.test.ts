@@ -87,6 +87,7 @@ describe.skipIf(!tools.server)(`GPU placement on simulated GPUs with a real llam
     expect(health.gpu_pool_status.gpus[1].assigned_models).toEqual(['a']);
     expect(health.gpu_pool_status.gpus[1].used_memory_mib).toBeCloseTo(needMiB, 0);
     expect(health.gpu_pool_status.gpus[0].assigned_models).toEqual([]);
+    expect(health.gpu_pool_status.gpus[1].runtime_overhead_mib).toBeNull(); // a simulated GPU has no per-process memory to learn from
 
     // GET /status: placement, estimate, the instance's own load, per GPU.
     const status = (await (await fetch(`${url}/status`)).json()) as any;
@@ -109,7 +110,8 @@ describe.skipIf(!tools.server)(`GPU placement on simulated GPUs with a real llam
   it('splits over two GPUs only when neither holds the model, in proportion to their room', async () => {
     // Splitting needs layers to share out: a 16-layer model (the 2-layer one puts every layer on one side).
     const wide = path.join(root, 'models', 'wide16.gguf');
-    await writeTinyModel(wide, { seed: 23, layers: 16, embd: 256 });
+    // head size 64: a CUDA flash-attention kernel exists (without one, each GPU would hold the whole KQ)
+    await writeTinyModel(wide, { seed: 23, layers: 16, embd: 256, heads: 4 });
     const info = modelInfo(readGgufHeaderSync(wide));
     const wholeMiB = estimateMemory(info, { ctx: CTX, parallel: 1 }, { devices: [{ name: 'sim', kind: 'cuda', overheadBytes: OVERHEAD_MIB * MIB }] }).devices[0]!.totalBytes / MIB;
     const { url } = await proxy(

@@ -126,4 +126,20 @@ describe('the estimate against footprints measured on an H200', () => {
     expect(total).toBeGreaterThanOrEqual(r.processMiBAfterPrompt);
     expect((total - r.processMiBAfterPrompt) / r.processMiBAfterPrompt).toBeLessThan(0.05);
   });
+
+  it('stays above every footprint with the runtime learned the way the proxy learns it', async () => {
+    // PlacementService.observeFootprint: at ready, from instances that do not load cuBLAS, the smallest reading
+    let learned = Infinity;
+    for (const r of rows) {
+      const e = estimateMemory(await info(r), estimateSettings(r.ctx, r.parallel ?? 1, r.args ?? []), GPU);
+      if (!e.cublas) learned = Math.min(learned, r.processMiBAtReady - r.loggedGpuMiB);
+    }
+    expect(learned).toBeCloseTo(587.4, 1);
+    const learnedGpu: Placement = { devices: [{ name: 'CUDA0', kind: 'cuda', runtimeBytes: learned * MiB }] };
+    for (const r of rows) {
+      const total = estimateMemory(await info(r), estimateSettings(r.ctx, r.parallel ?? 1, r.args ?? []), learnedGpu).devices[0]!.totalBytes / MiB;
+      expect(total, r.model).toBeGreaterThanOrEqual(r.processMiBAfterPrompt);
+      expect((total - r.processMiBAfterPrompt) / r.processMiBAfterPrompt, r.model).toBeLessThan(0.05);
+    }
+  });
 });
