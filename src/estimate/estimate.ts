@@ -86,7 +86,7 @@ export function estimateMemory(model: ModelInfo, settings: EstimateSettings, pla
     else gpuKv[dev]! += L.kBytes + L.vBytes;
   }
 
-  const cublas = !flashAttn || usesFloatMatmul(model);
+  const cublas = nGpu > 0 && (!flashAttn || usesFloatMatmul(model));
   const pool = poolBytes({
     nUbatch: s.nUbatch,
     maxRowWidth: Math.max(model.nEmbd, model.nFfExp, ...model.nFf),

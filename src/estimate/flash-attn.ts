@@ -4,8 +4,8 @@
  * CPU backend runs every shape; the CUDA backend only the head sizes and cache types it has kernels for
  * (ggml-cuda/fattn.cu, ggml_cuda_get_best_fattn_kernel, built without GGML_CUDA_FA_ALL_QUANTS as the
  * managed build is). When one layer on a GPU has no kernel, flash attention is off for the whole model, and the
- * compute graph and KV layout change with it (measured on an H200: a head size of 16 took the 12 MiB compute
- * buffer of the non-flash graph).
+ * compute graph and KV layout change with it (measured on an H200: a model with head size 32 took the 12 MiB compute
+ * buffer of the non-flash graph, not the 4 MiB of the flash one).
  */
 import type { GgmlTypeInfo } from '../gguf/ggml-types.js';
 import type { ModelInfo } from './model-info.js';

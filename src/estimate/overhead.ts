@@ -17,8 +17,9 @@
  * after a 1500-token prompt; the two MoE models (Qwen3-30B-A3B, Mixtral 8x7B, Q4_K_M) 593 at ready and 702-704
  * after the prompt (cuBLAS loaded for the F32 router); Qwen2.5-0.5B in F16 588 then 692; Llama-3-8B at
  * -ub 2048 620 after a 3000-token prompt, with -fa off 736 after 1500 tokens (cuBLAS, and 44 MiB of pool for
- * KQ at 1536 cells). The figures below cover all of those, never under. The runtime part differs by GPU: the proxy learns it per GPU from
- * its own instances (see placement/runtime-overhead.ts) and passes it as Device.runtimeBytes.
+ * KQ at 1536 cells). The figures below cover all of those, never under. The runtime part differs by GPU: the
+ * proxy learns it per GPU from its own instances (placement/runtime-overhead.ts) and passes it as
+ * Device.runtimeBytes.
  */
 
 import type { DeviceKind } from './placement.js';

@@ -2,8 +2,9 @@
  * The CUDA runtime's own memory (context, loaded kernels) on each GPU, learned from the proxy's instances: what
  * the driver says an instance's process holds there at ready, minus the buffers the instance logged there. It
  * differs by GPU model and driver (about 100 MiB on small cards, near 600 MiB on an H200), so a measured figure
- * replaces the estimator's default for the next placements. The smallest observation per GPU wins: an instance
- * that already loaded cuBLAS during its warm-up reads higher, and the estimator adds cuBLAS on its own. Pure.
+ * replaces the estimator's default for the next placements. The smallest observation per GPU wins (a warm-up
+ * leaves a little in the pool; models that load cuBLAS are not observed at all, see
+ * PlacementService.observeFootprint: the estimator adds cuBLAS on its own). Pure.
  */
 
 const MiB = 1024 * 1024;

@@ -40,9 +40,9 @@ describe('PlacementService with a learned runtime', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lsp-runtime-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  async function service(overheadMiB?: number) {
-    const file = path.join(dir, 'qwen.gguf');
-    await writeSparseReplica(file, 'qwen2.5-0.5b', 'Q8_0');
+  async function service(overheadMiB?: number, quant: 'Q8_0' | 'F16' = 'Q8_0') {
+    const file = path.join(dir, `qwen-${quant}.gguf`);
+    await writeSparseReplica(file, 'qwen2.5-0.5b', quant);
     const config = buildConfig(
       { modelsDir: dir, cacheDir: path.join(dir, 'cache'), gpu: { source: 'simulated', simulated: [{ name: 'sim', memoryMiB: 24576 }], ...(overheadMiB !== undefined ? { overheadMiB } : {}) }, models: { qwen: { path: file, ctx: 4096 } } },
       path.join(dir, 'c.yaml'),
@@ -69,6 +69,14 @@ describe('PlacementService with a learned runtime', () => {
     const second = await decide();
     // the default runtime (592 MiB) gave way to the 150 MiB measured
     expect((first.estimate.gpuBytes[0]! - second.estimate.gpuBytes[0]!) / MiB).toBeCloseTo(592 - 150, 6);
+  });
+
+  it('learns nothing from a model that loads cuBLAS (its reading is not the runtime alone)', async () => {
+    const { placer, decide, model } = await service(undefined, 'F16');
+    const first = await decide();
+    placer.observeFootprint(model, first, new Map([[0, 1200 * MiB]]), new Map([[0, 1028 * MiB]]));
+    expect(placer.runtime.bytes()).toBeUndefined();
+    expect((await decide()).estimate.gpuBytes[0]).toBe(first.estimate.gpuBytes[0]);
   });
 
   it('keeps a fixed gpu.overheadMiB whatever it measures', async () => {
