@@ -208,6 +208,12 @@ export const ConfigSchema = z
         autoBuild: z.boolean().default(true),
         /** Parallel compile jobs for the managed build (default: number of CPUs). */
         buildJobs: z.number().int().positive().optional(),
+        /**
+         * Host RAM each instance may fill with its prompt cache (llama-server's --cache-ram, whose own default is
+         * 8192 MiB per instance); auto: a quarter of the machine's RAM shared by pool.size instances, at most 8192;
+         * -1 no limit, 0 no cache.
+         */
+        cacheRamMiB: z.union([z.literal('auto'), z.number().int().min(-1)]).default('auto'),
       })
       .strict()
       .prefault({}),

@@ -31,6 +31,20 @@ export function serverFlags(input: ServerFlagsInput): string[] {
   ];
 }
 
+/** llama-server's own --cache-ram default, MiB. */
+export const LLAMA_SERVER_CACHE_RAM_MIB = 8192;
+
+/**
+ * The prompt cache each instance gets (--cache-ram, MiB). llama-server keeps up to 8 GiB of earlier prompts' KV
+ * state in host RAM by default, per instance: several instances on a small machine could take all of its RAM.
+ * `auto` shares a quarter of the RAM among the pool's instances, never more than llama-server's default. Pure.
+ */
+export function cacheRamMiB(setting: 'auto' | number, totalMemBytes: number, poolSize: number): number {
+  if (setting !== 'auto') return setting;
+  const share = Math.floor(totalMemBytes / 4 / Math.max(1, poolSize) / (1024 * 1024));
+  return Math.min(LLAMA_SERVER_CACHE_RAM_MIB, share);
+}
+
 /** A placement as llama-server is told it. GPUs by UUID, in the order they are to be numbered. */
 export interface PlacementFlagsInput {
   gpuUuids: readonly string[];

@@ -1,6 +1,7 @@
 /** Turns a resolved model and a port into an Instance of the chosen llama-server. */
+import os from 'node:os';
 import type { Config } from '../config/index.js';
-import { placementEnv, placementFlags, serverFlags } from '../llamacpp/flags.js';
+import { cacheRamMiB, placementEnv, placementFlags, serverFlags } from '../llamacpp/flags.js';
 import type { ResolvedModel } from '../models/index.js';
 import type { InstancePlacement } from '../placement/service.js';
 import { Instance } from './instance.js';
@@ -11,7 +12,8 @@ export const INSTANCE_HOST = '127.0.0.1';
 export class LlamaServerLauncher implements InstanceLauncher {
   constructor(
     private readonly binary: string,
-    private readonly config: Pick<Config, 'llamaServer'>,
+    private readonly config: Pick<Config, 'llamaServer' | 'pool'>,
+    private readonly totalMemBytes: number = os.totalmem(),
   ) {}
 
   launch(model: ResolvedModel, port: number, instanceId: string, placement?: InstancePlacement): Instance {
@@ -29,6 +31,7 @@ export class LlamaServerLauncher implements InstanceLauncher {
       // The placement's flags come first, so a model's own args (its pins written as flags) still win.
       extraArgs: [
         ...(gpu ? placementFlags(gpu) : []),
+        '--cache-ram', String(cacheRamMiB(this.config.llamaServer.cacheRamMiB, this.totalMemBytes, this.config.pool.size)),
         // The vision projector downloaded with the model (multimodal models).
         ...(model.mmproj ? ['--mmproj', model.mmproj] : []),
         ...this.config.llamaServer.extraArgs,

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -79,6 +80,8 @@ describe.skipIf(!tools.server)(`GPU placement on simulated GPUs with a real llam
     expect(flag(args, '--split-mode')).toBe('none');
     expect(flag(args, '--main-gpu')).toBe('0');
     expect(flag(args, '--fit')).toBe('off');
+    // the prompt cache: a quarter of this machine's RAM over the pool's 4 instances, at most llama-server's 8192
+    expect(flag(args, '--cache-ram')).toBe(String(Math.min(8192, Math.floor(os.totalmem() / 4 / 4 / 1024 / 1024))));
     expect(env.CUDA_VISIBLE_DEVICES).toBe('GPU-simulated-0001');
     expect(env.CUDA_DEVICE_ORDER).toBe('PCI_BUS_ID');
     expect(health.gpu_monitoring).toBe(true);
