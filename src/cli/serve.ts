@@ -14,13 +14,16 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   const config = loadConfig({ ...(flags.config ? { file: flags.config } : {}), overrides });
   const proxy = await startProxy(config);
   const models = Object.keys(proxy.config.models);
-  const say = (line: string) => process.stderr.write(`${line}\n`);
-  say(`\nllama-smart-proxy listening on ${proxy.url}`);
-  say(`  llama-server: ${proxy.tools.server} (${proxy.tools.source})`);
-  say(`  models: ${models.length ? models.join(', ') : '(none configured; requests may name .gguf files in ' + proxy.config.modelsDir + ')'}`);
-  if (proxy.demo) say(`  no config file found: serving the built-in demo model as "${DEMO_ALIAS}" (random weights, gibberish answers)`);
   const example = models[0] ?? 'MODEL';
-  say(`\ntry:\n  curl ${proxy.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{"model": "${example}", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}'\n`);
+  // One write, so a reader of the pipe never sees the first line without the rest.
+  const banner = [
+    `\nllama-smart-proxy listening on ${proxy.url}`,
+    `  llama-server: ${proxy.tools.server} (${proxy.tools.source})`,
+    `  models: ${models.length ? models.join(', ') : '(none configured; requests may name .gguf files in ' + proxy.config.modelsDir + ')'}`,
+    ...(proxy.demo ? [`  no config file found: serving the built-in demo model as "${DEMO_ALIAS}" (random weights, gibberish answers)`] : []),
+    `\ntry:\n  curl ${proxy.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n    -d '{"model": "${example}", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}'\n`,
+  ];
+  process.stderr.write(`${banner.join('\n')}\n`);
 
   let stopping = false;
   const stop = (signal: string) => {
