@@ -7,18 +7,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.tmp/gpu-check
-rm -rf "$out" && mkdir -p "$out"
+# a CUDA build packed by an earlier run (llama-bin.tar.xz.*, copied here from its $OUT) is kept: it skips the build
+mkdir -p "$out" && find "$out" -mindepth 1 -maxdepth 1 ! -name 'llama-bin.tar.xz.*' -exec rm -rf {} +
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 nlc=$(node -e "import('./dist/llamacpp/version.js').then(m => console.log(m.NODE_LLAMA_CPP_VERSION))" 2>/dev/null || true)
 [ -n "$nlc" ] || { npm run build >/dev/null; nlc=$(node -e "import('./dist/llamacpp/version.js').then(m => console.log(m.NODE_LLAMA_CPP_VERSION))"); }
-echo "llama.cpp source from node-llama-cpp@$nlc"
-(cd "$work" && npm pack "node-llama-cpp@$nlc" --silent >/dev/null && tar -xzf node-llama-cpp-*.tgz package/llama/gitRelease.bundle)
-git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/llama"
-# the sources a build needs (tools/ and app/ whole: their CMakeLists add every subfolder), not docs, tests, vocabularies
-(cd "$work/llama" && git archive --format=tar HEAD $(ls | grep -v -x -E 'docs|models|tests|benches|examples|conversion|gguf-py|media|grammars|prompts|requirements')) |
-  xz -T0 -6 > "$out/llama-src.tar.xz"
+if ls "$out"/llama-bin.tar.xz.* >/dev/null 2>&1; then
+  echo "a packed CUDA build is there: no llama.cpp source needed"
+else
+  echo "llama.cpp source from node-llama-cpp@$nlc"
+  (cd "$work" && npm pack "node-llama-cpp@$nlc" --silent >/dev/null && tar -xzf node-llama-cpp-*.tgz package/llama/gitRelease.bundle)
+  git clone --quiet "$work/package/llama/gitRelease.bundle" "$work/llama"
+  # the sources a build needs (tools/ and app/ whole: their CMakeLists add every subfolder), not docs, tests, vocabularies
+  (cd "$work/llama" && git archive --format=tar HEAD $(ls | grep -v -x -E 'docs|models|tests|benches|examples|conversion|gguf-py|media|grammars|prompts|requirements')) |
+    xz -T0 -6 > "$out/llama-src.tar.xz"
+fi
 
 node_modules/.bin/esbuild scripts/gpu-check.ts --bundle --platform=node --format=esm --target=node20 \
   --external:koffi --outfile="$out/gpu-check.mjs" \
