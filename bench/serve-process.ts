@@ -3,7 +3,9 @@ import path from 'node:path';
 
 /** Runs `serve` in its own process (as users do), so the proxy does not share an event loop with the bench client. */
 export async function spawnProxy(configFile: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve', '--config', configFile, '--port', '0'], {
+  // BENCH_CPU_PROF=<dir>: a V8 CPU profile of the proxy process, written when it exits
+  const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const child = spawn(process.execPath, [...prof, '--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve', '--config', configFile, '--port', '0'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
