@@ -16,7 +16,7 @@
  */
 import path from 'node:path';
 import { matchesVariant } from './hf-cache.js';
-import { DEFAULT_HF_VARIANT } from './identifier.js';
+import { bareHfId, DEFAULT_HF_VARIANT } from './identifier.js';
 
 /** Approximate bits per weight of llama.cpp's file types (llama-quantize's table; the K_L/K_XL mixes estimated). */
 export const QUANT_BITS_PER_WEIGHT: Readonly<Record<string, number>> = {
@@ -184,7 +184,10 @@ export function describeModelFiles(files: readonly string[]): string[] {
   ].sort();
 }
 
-/** True when an identifier string names its variant (`owner/repo:variant`), false for a bare `owner/repo`. */
+/**
+ * True when an identifier string names its variant (`owner/repo:variant`), false for a bare `owner/repo` (or
+ * `hf.co/owner/repo`, or Ollama's `:latest`).
+ */
 export function variantGiven(id: string): boolean {
-  return /^[^:]+\/[^:/]+:[^:/]+$/.test(id.trim());
+  return /^[^:]+\/[^:/]+:[^:/]+$/.test(bareHfId(id));
 }

@@ -2,7 +2,8 @@
  * Model identifiers as clients write them, parsed without touching the disk:
  *   - an alias from the config ("tiny-a"),
  *   - a GGUF file path ending in .gguf, relative to (and confined to) the models directory,
- *   - a Hugging Face id "owner/repo" or "owner/repo:variant" (variant defaults to Q4_K_M).
+ *   - a Hugging Face id "owner/repo" or "owner/repo:variant" (variant defaults to Q4_K_M), also written as Ollama
+ *     and llama.cpp users write it: "hf.co/owner/repo:variant", "huggingface.co/...", and ":latest" for no variant.
  */
 import path from 'node:path';
 import { ClientError } from './errors.js';
@@ -15,6 +16,12 @@ export type ModelRef =
 export const DEFAULT_HF_VARIANT = 'Q4_K_M';
 const MAX_ID_LENGTH = 512;
 const HF_ID = /^([A-Za-z0-9][\w.-]*)\/([A-Za-z0-9][\w.-]*)(?::([\w.-]+))?$/;
+const HF_HOST = /^(?:https?:\/\/)?(?:hf\.co|huggingface\.co)\//i;
+
+/** The id without an "hf.co/" (or huggingface.co) prefix and without Ollama's ":latest" tag. */
+export function bareHfId(id: string): string {
+  return id.trim().replace(HF_HOST, '').replace(/:latest$/i, '');
+}
 
 /**
  * Parses `id`. `aliases` are the configured names (checked first, so an alias may look like anything);
@@ -39,7 +46,7 @@ export function parseModelId(id: unknown, aliases: ReadonlySet<string>, modelsDi
     return { kind: 'file', path: file };
   }
 
-  const hf = HF_ID.exec(id);
+  const hf = HF_ID.exec(bareHfId(id));
   if (hf) {
     const [, owner, repo, variant] = hf;
     if (owner && repo && !repo.endsWith('.') && !id.includes('..')) {

@@ -57,6 +57,13 @@ describe.skipIf(!tools.server)(`Hugging Face models served end to end${tools.rea
     const again = await postJson(`${url}/v1/completions`, { model: 'acme/tiny-GGUF:Q8_0', prompt: 'hi', max_tokens: 4 });
     expect(again.status).toBe(200);
     expect(downloads()).toHaveLength(1);
+    // as Ollama users name it: the same model, the same instance, nothing downloaded again
+    const ollama = await postJson(`${url}/api/chat`, { model: 'hf.co/acme/tiny-GGUF:Q8_0', messages: [{ role: 'user', content: 'hi' }], stream: false, options: { num_predict: 4 } });
+    expect(ollama.status, JSON.stringify(ollama.json)).toBe(200);
+    expect(ollama.json.done).toBe(true);
+    expect(downloads()).toHaveLength(1);
+    const health = (await (await fetch(`${url}/health`)).json()) as { servers: { model_id: string }[] };
+    expect(health.servers.map((s) => s.model_id)).toEqual(['acme/tiny-GGUF:Q8_0']);
     const missing = await postJson(`${url}/v1/chat/completions`, { model: 'acme/tiny-GGUF:IQ2_XS', messages: [{ role: 'user', content: 'hi' }] });
     expect(missing.status).toBe(404);
     expect(missing.json.error.message).toContain('tiny-Q8_0.gguf');

@@ -108,5 +108,8 @@ describe('variant choice', () => {
   it('tells whether an identifier names its variant', () => {
     expect(variantGiven('unsloth/Qwen3-0.6B-GGUF:Q4_K_M')).toBe(true);
     expect(variantGiven('unsloth/Qwen3-0.6B-GGUF')).toBe(false);
+    expect(variantGiven('hf.co/unsloth/Qwen3-0.6B-GGUF:Q8_0')).toBe(true);
+    expect(variantGiven('hf.co/unsloth/Qwen3-0.6B-GGUF')).toBe(false);
+    expect(variantGiven('unsloth/Qwen3-0.6B-GGUF:latest')).toBe(false);
   });
 });

@@ -28,6 +28,11 @@ describe('model identifiers', () => {
     ['unsloth/Qwen3-0.6B-GGUF:Q4_K_M', { kind: 'hf', repo: 'unsloth/Qwen3-0.6B-GGUF', variant: 'Q4_K_M' }],
     ['unsloth/Qwen3-0.6B-GGUF', { kind: 'hf', repo: 'unsloth/Qwen3-0.6B-GGUF', variant: 'Q4_K_M' }],
     ['bartowski/Llama-3.2-1B-Instruct-GGUF:UD-Q4_K_XL', { kind: 'hf', repo: 'bartowski/Llama-3.2-1B-Instruct-GGUF', variant: 'UD-Q4_K_XL' }],
+    // as Ollama users write them
+    ['hf.co/unsloth/Qwen3-0.6B-GGUF:Q8_0', { kind: 'hf', repo: 'unsloth/Qwen3-0.6B-GGUF', variant: 'Q8_0' }],
+    ['HF.CO/unsloth/Qwen3-0.6B-GGUF', { kind: 'hf', repo: 'unsloth/Qwen3-0.6B-GGUF', variant: 'Q4_K_M' }],
+    ['https://huggingface.co/unsloth/Qwen3-0.6B-GGUF:IQ4_XS', { kind: 'hf', repo: 'unsloth/Qwen3-0.6B-GGUF', variant: 'IQ4_XS' }],
+    ['unsloth/Qwen3-0.6B-GGUF:latest', { kind: 'hf', repo: 'unsloth/Qwen3-0.6B-GGUF', variant: 'Q4_K_M' }],
   ])('parses %s', (id, expected) => {
     expect(parseModelId(id, aliases, dir)).toEqual(expected);
   });
