@@ -4,9 +4,7 @@
  * model file's path on stdout.
  */
 import { loadConfig } from '../config/index.js';
-import {
-  ClientError, DEFAULT_HF_VARIANT, createModelHub, describeProgress, formatBytes, parseModelId, variantGiven, type DownloadProgress,
-} from '../models/index.js';
+import { createModelHub, DEFAULT_HF_VARIANT, describeProgress, formatBytes, hubTarget, type DownloadProgress } from '../models/index.js';
 
 export interface PullFlags {
   config?: string;
@@ -21,21 +19,6 @@ export interface CliIO {
 }
 
 const processIO = (): CliIO => ({ stdout: process.stdout, stderr: process.stderr, env: process.env });
-
-/** What `pull` downloads for `model`: a Hugging Face id, or an alias whose entry has `hf`. */
-export function pullTarget(model: string, config: ReturnType<typeof loadConfig>): { repo: string; variant?: string } {
-  const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
-  if (ref.kind === 'alias') {
-    const entry = config.models[ref.alias]!;
-    if (entry.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);
-    if (!entry.hf) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is a local file (${entry.path}); only Hugging Face models are pulled`);
-    const hf = parseModelId(entry.hf, new Set(), config.modelsDir);
-    if (hf.kind !== 'hf') throw new ClientError(400, 'config_error', `model "${model}": "hf" must look like owner/repo[:variant]`);
-    return { repo: hf.repo, ...(variantGiven(entry.hf) ? { variant: hf.variant } : {}) };
-  }
-  if (ref.kind === 'hf') return { repo: ref.repo, ...(variantGiven(model) ? { variant: ref.variant } : {}) };
-  throw new ClientError(400, 'nothing_to_pull', `"${model}" is a file path; pull takes a Hugging Face "owner/repo[:variant]" or an alias with "hf"`);
-}
 
 function duration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '--:--';
@@ -64,7 +47,7 @@ export async function pullCommand(model: string, flags: PullFlags = {}, io: CliI
   const log = flags.verbose ? (msg: string, fields?: Record<string, unknown>) => io.stderr.write(`${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`) : undefined;
   const hub = createModelHub(config, io.env, log);
   try {
-    const target = pullTarget(model, config);
+    const target = hubTarget(config, model);
     const res = await hub.resolve(target.repo, target.variant);
     const parts = res.parts.length > 1 ? ` (+${res.parts.length - 1} parts)` : '';
     const mmproj = res.mmproj ? ` and ${res.mmproj.path}` : '';

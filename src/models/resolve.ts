@@ -167,3 +167,20 @@ export async function resolveModelAsync(config: Config, id: unknown, hub: ModelH
   });
   return model;
 }
+
+/**
+ * What pulling `model` downloads: a Hugging Face id, or an alias whose entry has `hf` (the variant only when one
+ * is named). A file path, a local alias or a backend's model is a 400 saying so.
+ */
+export function hubTarget(config: Config, model: string): { repo: string; variant?: string } {
+  const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
+  if (ref.kind === 'alias') {
+    const entry = config.models[ref.alias]!;
+    if (entry.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);
+    if (!entry.hf) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is a local file (${entry.path}); only Hugging Face models are pulled`);
+    const hf = entryHf(config, ref.alias, entry);
+    return { repo: hf.repo, ...(variantGiven(entry.hf) ? { variant: hf.variant } : {}) };
+  }
+  if (ref.kind === 'hf') return { repo: ref.repo, ...(variantGiven(model) ? { variant: ref.variant } : {}) };
+  throw new ClientError(400, 'nothing_to_pull', `"${model}" is a file path; pull takes a Hugging Face "owner/repo[:variant]" or an alias with "hf"`);
+}

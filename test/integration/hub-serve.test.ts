@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Ollama } from 'ollama';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { writeSparseReplica, writeTinyModel } from '../../src/gguf/index.js';
 import { FakeHub } from '../helpers/fake-hub.js';
@@ -29,6 +30,7 @@ describe.skipIf(!tools.server)(`Hugging Face models served end to end${tools.rea
     hub = await FakeHub.start();
     hub.addRepo('acme/tiny-GGUF', { files: [{ path: 'tiny-Q8_0.gguf', data: await tiny(31) }, { path: 'README.md', data: Buffer.from('# tiny'), lfs: false }] });
     hub.addRepo('acme/other-GGUF', { files: [{ path: 'other-Q4_K_M.gguf', data: await tiny(32) }] });
+    hub.addRepo('acme/pulled-GGUF', { files: [{ path: 'pulled-Q4_K_M.gguf', data: await tiny(33) }] });
     hub.addRepo('acme/huge-GGUF', { files: [{ path: 'huge-Q4_K_M.gguf', file: big, sha256: 'ab'.repeat(32) }] });
     process.env.HF_HUB_CACHE = path.join(dir, 'no-other-cache');
   });
@@ -82,6 +84,31 @@ describe.skipIf(!tools.server)(`Hugging Face models served end to end${tools.rea
     expect(record.text.indexOf(': downloaded')).toBeLessThan(record.text.indexOf('data: {'));
     expect(record.done).toBe(true);
     expect(streamedContent(record).length).toBeGreaterThan(0);
+  });
+
+  it('pulls through Ollama\'s /api/pull with its progress lines, as `ollama pull hf.co/...` does', async () => {
+    const { url } = await proxy();
+    const ollama = new Ollama({ host: url });
+    const lines: { status: string; total?: number; completed?: number; digest?: string }[] = [];
+    for await (const p of await ollama.pull({ model: 'hf.co/acme/pulled-GGUF', stream: true })) lines.push(p);
+    expect(lines[0]!.status).toBe('pulling manifest');
+    const bars = lines.filter((l) => l.total !== undefined);
+    expect(bars.length).toBeGreaterThan(0);
+    expect(bars.at(-1)).toMatchObject({ completed: bars.at(-1)!.total, digest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    expect(lines.at(-1)!.status).toBe('success');
+    // now in the cache: listed, and served without another download
+    const tags = await ollama.list();
+    expect(tags.models.map((m) => m.name)).toContain('acme/pulled-GGUF:Q4_K_M');
+    const gets = hub.requests({ server: 'cdn', method: 'GET' }).filter((r) => !r.range && r.path.includes('pulled')).length;
+    const again = await ollama.pull({ model: 'acme/pulled-GGUF', stream: false });
+    expect(again.status).toBe('success');
+    const answer = await ollama.generate({ model: 'hf.co/acme/pulled-GGUF:latest', prompt: 'hi', options: { num_predict: 4 } });
+    expect(answer.done).toBe(true);
+    expect(hub.requests({ server: 'cdn', method: 'GET' }).filter((r) => !r.range && r.path.includes('pulled')).length).toBe(gets);
+    // a repo without the file is Ollama's error line, not a hang
+    const missing = await postJson(`${url}/api/pull`, { model: 'acme/pulled-GGUF:IQ1_S', stream: false });
+    expect(missing.status).toBe(404);
+    expect(missing.json.error).toContain('pulled-Q4_K_M.gguf');
   });
 
   it('refuses a model that can never fit from its header alone, downloading nothing', async () => {

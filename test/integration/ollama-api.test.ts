@@ -237,8 +237,11 @@ describe.skipIf(!tools.server)(`the official ollama client against the proxy${to
     const route = await fetch(`${t.url}/api/nothing-here`);
     expect(route.status).toBe(404);
     expect(await route.json()).toEqual({ error: expect.stringContaining('no route') });
-    const pull = await postJson(`${t.url}/api/pull`, { model: 'x' });
-    expect(pull.status).toBe(501);
+    // pull takes Hugging Face models; a local one is a 400 saying so, and push is not there at all
+    const pull = await postJson(`${t.url}/api/pull`, { model: 'chat' });
+    expect(pull).toMatchObject({ status: 400, json: { error: expect.stringContaining('only Hugging Face models are pulled') } });
+    const push = await postJson(`${t.url}/api/push`, { model: 'chat' });
+    expect(push.status).toBe(501);
     // a body sent the way `curl -d` sends it (as a form) is read as JSON, as Ollama does
     const form = await fetch(`${t.url}/api/show`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: JSON.stringify({ model: 'chat' }) });
     expect(form.status).toBe(200);

@@ -1,18 +1,19 @@
 /**
  * Ollama's API, served by the proxy: /api/chat, /api/generate, /api/embed, /api/embeddings, /api/tags, /api/ps,
- * /api/show, /api/version, and `GET /` / `HEAD /`. For our models each request is translated to llama-server's
+ * /api/show, /api/version, /api/pull (Hugging Face models into the cache), and `GET /` / `HEAD /`. For our models each request is translated to llama-server's
  * OpenAI-compatible API (translate.ts), always streamed from it so that the last line carries its timings, and
  * the answer translated back (respond.ts), through the request's agents when its prompt names some. Models of the
  * Ollama backend get the request as it came (model renamed), their answer passed through; with agents they go
  * through Ollama's /v1 endpoints like ours. Errors are Ollama's `{"error": "..."}` with the HTTP status.
  */
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
-import { ClientError, withContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import { ClientError, hubTarget, withContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
 import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, parseJsonBody } from '../body.js';
@@ -415,7 +416,49 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
 
       api.get('/version', async () => ({ version: OLLAMA_API_VERSION }));
 
-      for (const path of ['/pull', '/push', '/create', '/copy', '/delete']) {
+      // Downloads a Hugging Face model (`hf.co/owner/repo:QUANT` as Ollama users write it) into the cache, with
+      // Ollama's progress lines: what `ollama pull` shows. A model of the Ollama backend is pulled there.
+      api.post('/pull', async (request, reply) => {
+        const body = bodyObject(request);
+        const name = canonicalModel(modelField(body), config.models);
+        const backend = pipeline.backendRoute(name);
+        if (backend) return passthrough(request, reply, backend, '/api/pull', body);
+        const hub = deps.hub;
+        if (!hub) throw new ClientError(501, 'not_supported', 'this proxy runs without a Hugging Face hub: nothing can be pulled');
+        const target = hubTarget(config, name);
+        const signal = clientGone(reply);
+        if (body.stream === false) {
+          const resolution = await hub.resolve(target.repo, target.variant);
+          await hub.ensureDownloaded(resolution, { signal });
+          return { status: 'success' };
+        }
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-cache' });
+        const send = (line: Record<string, unknown>) => {
+          if (!res.destroyed) res.write(`${JSON.stringify(line)}\n`);
+        };
+        try {
+          send({ status: 'pulling manifest' });
+          const resolution = await hub.resolve(target.repo, target.variant);
+          // The whole model (every part, and the projector) counts as one layer: one progress bar.
+          const first = resolution.parts[0]!;
+          const digest = `sha256:${first.sha256 ?? createHash('sha256').update(first.etag).digest('hex')}`;
+          const progress = (completed: number) => send({ status: `pulling ${digest.slice(7, 19)}`, digest, total: resolution.totalBytes, completed });
+          progress(resolution.totalBytes - resolution.missingBytes);
+          await hub.ensureDownloaded(resolution, { signal, onProgress: (p) => progress(p.receivedBytes) });
+          progress(resolution.totalBytes);
+          send({ status: 'verifying sha256 digest' });
+          send({ status: 'writing manifest' });
+          send({ status: 'success' });
+        } catch (err) {
+          send({ error: describeError(err).message });
+        } finally {
+          res.end();
+        }
+      });
+
+      for (const path of ['/push', '/create', '/copy', '/delete']) {
         api.route({
           method: path === '/delete' ? 'DELETE' : 'POST',
           url: path,
