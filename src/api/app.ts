@@ -16,6 +16,7 @@ import { registerAdminRoutes } from './admin.js';
 import { parseJsonBody } from './body.js';
 import { describeError, openaiError, sendError } from './errors.js';
 import { healthReport } from './health.js';
+import { registerMetrics } from './metrics.js';
 import { modelResolver } from './model-resolution.js';
 import { OllamaBackend } from './ollama/backend.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
@@ -71,6 +72,10 @@ export function buildApp(deps: AppDeps): ProxyApp {
   app.setNotFoundHandler((request, reply) => {
     void reply.code(404).send(openaiError(404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
   });
+
+  // Before the routes, so its request hook sees all of them.
+  const placer = deps.placer;
+  registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });

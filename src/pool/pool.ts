@@ -164,6 +164,10 @@ interface FailureRecord {
   reason: string;
 }
 
+/**
+ * The instances. Events: `starting` (instanceId, modelId), `ready` (instanceId, modelId, load ms), `load_failed`
+ * (instanceId, modelId, reason), `crash` (instanceId, modelId, reason), `stopped` (instanceId, modelId, why).
+ */
 export class Pool extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
   private queue: Waiter[] = [];
@@ -492,12 +496,13 @@ export class Pool extends EventEmitter {
       entry.state = 'ready';
       entry.lastUsed = Date.now();
       this.log('instance ready', { instance: entry.instanceId, model: model.id, pid: instance.pid, loadMs: Date.now() - startedAt });
-      this.emit('ready', entry.instanceId);
+      this.emit('ready', entry.instanceId, model.id, Date.now() - startedAt);
     } catch (err) {
       if (entry.state === 'stopping') return; // unloaded while loading: stopEntry cleans up and reschedules
       const reason = (err as Error).message;
       this.log('instance failed to start', { instance: entry.instanceId, model: model.id, reason });
       this.recordFailure(model.id, reason);
+      this.emit('load_failed', entry.instanceId, model.id, reason);
       this.removeEntry(entry);
       this.rejectModel(model.id, new PoolError(502, 'model_load_failed', `model "${model.id}" failed to load: ${reason}`));
     } finally {
@@ -512,7 +517,7 @@ export class Pool extends EventEmitter {
     this.log('instance crashed', { instance: entry.instanceId, model: entry.model.id, reason });
     this.recordFailure(entry.model.id, reason);
     this.removeEntry(entry);
-    this.emit('crash', entry.instanceId, reason);
+    this.emit('crash', entry.instanceId, entry.model.id, reason);
     this.memoryChanged();
     this.schedule();
   }
@@ -539,7 +544,7 @@ export class Pool extends EventEmitter {
       if (onGpus && freeBefore && exit?.expected) await placer.waitForRecovery(entry.instance?.pid, entry.gpuBytes, freeBefore);
     } finally {
       this.removeEntry(entry);
-      this.emit('stopped', entry.instanceId);
+      this.emit('stopped', entry.instanceId, entry.model.id, why);
       this.memoryChanged();
       this.schedule();
     }
