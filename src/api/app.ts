@@ -13,6 +13,7 @@ import type { ModelHub } from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
+import { registerApiKeys } from './auth.js';
 import { parseJsonBody } from './body.js';
 import { describeError, openaiError, sendError } from './errors.js';
 import { healthReport } from './health.js';
@@ -73,9 +74,10 @@ export function buildApp(deps: AppDeps): ProxyApp {
     void reply.code(404).send(openaiError(404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
   });
 
-  // Before the routes, so its request hook sees all of them.
+  // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
   const placer = deps.placer;
   registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
+  registerApiKeys(app, config.server.apiKeys);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });

@@ -74,7 +74,8 @@ export async function gpusCommand(flags: GpusFlags): Promise<void> {
   const config = loadConfig(flags.config ? { file: flags.config } : {});
   const url = flags.url ?? `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${config.server.port}`;
   try {
-    const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000) });
+    const key = process.env.LLAMA_SMART_PROXY_API_KEY ?? config.server.apiKeys[0];
+    const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000), ...(key ? { headers: { authorization: `Bearer ${key}` } } : {}) });
     if (res.ok) {
       const status = (await res.json()) as StatusDoc;
       process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `proxy at ${url}\n${statusTables(status)}\n`);

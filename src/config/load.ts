@@ -114,6 +114,9 @@ export function buildConfig(raw: unknown, source: string | null, options: Omit<L
 
   if (env.LLAMA_SMART_PROXY_HOST) config.server.host = env.LLAMA_SMART_PROXY_HOST;
   if (env.LLAMA_SMART_PROXY_PORT) config.server.port = parsePort(env.LLAMA_SMART_PROXY_PORT, 'LLAMA_SMART_PROXY_PORT');
+  // Keys from the environment add to the config's (a secret kept out of the file).
+  const envKeys = (env.LLAMA_SMART_PROXY_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
+  if (envKeys.length > 0) config.server.apiKeys = [...config.server.apiKeys, ...envKeys];
   if (options.overrides?.host !== undefined) config.server.host = options.overrides.host;
   if (options.overrides?.port !== undefined) config.server.port = options.overrides.port;
   return config;

@@ -187,6 +187,8 @@ export const ConfigSchema = z
         port: port.default(8080),
         /** Largest request body accepted, in MiB (413 above it). */
         bodyLimitMiB: z.number().positive().default(32),
+        /** When any: every request but GET /health and GET / must carry one (Authorization: Bearer, or x-api-key). */
+        apiKeys: z.array(z.string().min(1, 'an API key cannot be empty')).default([]),
       })
       .strict()
       .prefault({}),

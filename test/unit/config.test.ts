@@ -87,6 +87,13 @@ describe('configuration', () => {
     expect(() => buildConfig({}, null, { env: { LLAMA_SMART_PROXY_PORT: 'x' } })).toThrow(/LLAMA_SMART_PROXY_PORT/);
   });
 
+  it('adds API keys from LLAMA_SMART_PROXY_API_KEYS to the config\'s, and refuses an empty one', () => {
+    expect(buildConfig({}, null, { env: {} }).server.apiKeys).toEqual([]);
+    const merged = buildConfig({ server: { apiKeys: ['from-file'] } }, null, { env: { LLAMA_SMART_PROXY_API_KEYS: ' a-key , ,b-key' } });
+    expect(merged.server.apiKeys).toEqual(['from-file', 'a-key', 'b-key']);
+    expect(() => buildConfig({ server: { apiKeys: [''] } }, null, { env: {} })).toThrow(/server\.apiKeys\.0: an API key cannot be empty/);
+  });
+
   it('puts the cache under LLAMA_SMART_PROXY_CACHE or XDG_CACHE_HOME', () => {
     expect(buildConfig({}, null, { env: { LLAMA_SMART_PROXY_CACHE: '/c' } }).cacheDir).toBe('/c');
     expect(buildConfig({}, null, { env: { XDG_CACHE_HOME: '/x' } }).cacheDir).toBe('/x/llama-smart-proxy');

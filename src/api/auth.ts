@@ -1,0 +1,51 @@
+/**
+ * API keys: when `server.apiKeys` (or $LLAMA_SMART_PROXY_API_KEYS) lists any, every request must carry one, as
+ * OpenAI clients send it (`Authorization: Bearer <key>`) or as `x-api-key`. Left open: `GET /health` and
+ * Ollama's `GET|HEAD /` (liveness probes). A missing or wrong key is a 401 in the route family's error shape.
+ * Keys are compared by their SHA-256 in constant time.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { openaiError } from './errors.js';
+import type { ProxyApp } from './types.js';
+
+const digest = (key: string): Buffer => createHash('sha256').update(key).digest();
+
+/** The key a request carries, if any. */
+export function presentedKey(headers: FastifyRequest['headers']): string | undefined {
+  const auth = headers.authorization;
+  if (typeof auth === 'string') {
+    const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
+    if (m) return m[1]!.trim();
+  }
+  const x = headers['x-api-key'];
+  return typeof x === 'string' && x.trim() !== '' ? x.trim() : undefined;
+}
+
+/** Whether `key` is one of `allowed` (each compared in constant time). */
+export function keyAllowed(key: string | undefined, allowed: readonly Buffer[]): boolean {
+  if (key === undefined) return false;
+  const d = digest(key);
+  let ok = false;
+  for (const a of allowed) ok = timingSafeEqual(d, a) || ok;
+  return ok;
+}
+
+function isOpen(method: string, url: string): boolean {
+  const path = url.split('?')[0];
+  return (method === 'GET' || method === 'HEAD') && (path === '/' || path === '/health');
+}
+
+export function registerApiKeys(app: ProxyApp, keys: readonly string[]): void {
+  if (keys.length === 0) return;
+  const allowed = keys.map(digest);
+  app.addHook('onRequest', async (request, reply) => {
+    if (isOpen(request.method, request.url)) return;
+    const key = presentedKey(request.headers);
+    if (keyAllowed(key, allowed)) return;
+    const message = key === undefined ? 'an API key is required: send "Authorization: Bearer <key>"' : 'the API key is not valid';
+    void reply.code(401).header('www-authenticate', 'Bearer');
+    // Ollama's routes answer {"error": "..."}, the rest OpenAI's shape
+    return reply.send(request.url.startsWith('/api/') ? { error: message } : openaiError(401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
+  });
+}
