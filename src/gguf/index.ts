@@ -26,6 +26,7 @@ export {
   type GgufByteSource, type GgufHeader, type GgufModelHeader, type GgufSplitPart, type GgufTensorInfo, type ReadHeaderOptions,
 } from './reader.js';
 export { TINY_CHAT_TEMPLATE, buildTinyModel, writeTinyModel, type TinyModelOptions } from './tiny-model.js';
+export { buildTinyProjector, tinyProjectorImageTokens, writeTinyProjector, type TinyProjectorOptions } from './tiny-mmproj.js';
 export {
   FILE_TYPE_ID, compareLikeLlamaLoader, quantizedTypes,
   type QuantFileType, type QuantizableTensor, type QuantizeModelInfo,
