@@ -13,6 +13,7 @@ import type { ModelHub } from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
+import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
 import { parseJsonBody } from './body.js';
 import { describeError, openaiError, sendError } from './errors.js';
@@ -89,6 +90,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
     backends: backend ? { ollama: await backend.status() } : {},
   }));
   registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor });
+  registerDashboard(app);
 
   app.addHook('onClose', async () => {
     await clients.close();

@@ -1,11 +1,12 @@
 /**
  * API keys: when `server.apiKeys` (or $LLAMA_SMART_PROXY_API_KEYS) lists any, every request must carry one, as
  * OpenAI clients send it (`Authorization: Bearer <key>`) or as `x-api-key`. Left open: `GET /health` and
- * Ollama's `GET|HEAD /` (liveness probes). A missing or wrong key is a 401 in the route family's error shape.
+ * Ollama's `GET|HEAD /` (liveness probes), and the dashboard's page (it holds no data; it asks for a key). A missing or wrong key is a 401 in the route family's error shape.
  * Keys are compared by their SHA-256 in constant time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
+import { DASHBOARD_PATH } from './dashboard.js';
 import { openaiError } from './errors.js';
 import type { ProxyApp } from './types.js';
 
@@ -33,7 +34,7 @@ export function keyAllowed(key: string | undefined, allowed: readonly Buffer[]):
 
 function isOpen(method: string, url: string): boolean {
   const path = url.split('?')[0];
-  return (method === 'GET' || method === 'HEAD') && (path === '/' || path === '/health');
+  return (method === 'GET' || method === 'HEAD') && (path === '/' || path === '/health' || path === DASHBOARD_PATH);
 }
 
 export function registerApiKeys(app: ProxyApp, keys: readonly string[]): void {
