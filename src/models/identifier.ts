@@ -18,9 +18,14 @@ const MAX_ID_LENGTH = 512;
 const HF_ID = /^([A-Za-z0-9][\w.-]*)\/([A-Za-z0-9][\w.-]*)(?::([\w.-]+))?$/;
 const HF_HOST = /^(?:https?:\/\/)?(?:hf\.co|huggingface\.co)\//i;
 
+/** The id without an "hf.co/" (or huggingface.co) prefix. */
+export function withoutHfHost(id: string): string {
+  return id.trim().replace(HF_HOST, '');
+}
+
 /** The id without an "hf.co/" (or huggingface.co) prefix and without Ollama's ":latest" tag. */
 export function bareHfId(id: string): string {
-  return id.trim().replace(HF_HOST, '').replace(/:latest$/i, '');
+  return withoutHfHost(id).replace(/:latest$/i, '');
 }
 
 /**

@@ -1,5 +1,5 @@
 export { ClientError } from './errors.js';
-export { parseModelId, DEFAULT_HF_VARIANT, type ModelRef } from './identifier.js';
+export { parseModelId, withoutHfHost, DEFAULT_HF_VARIANT, type ModelRef } from './identifier.js';
 export { hubTarget, resolveModel, resolveModelAsync, type ResolvedModel, type ResolveModelAsyncOptions } from './resolve.js';
 export { findCachedHfModel, hubCacheDirs, pickVariantFile, matchesVariant } from './hf-cache.js';
 export {

@@ -1,10 +1,11 @@
 /**
  * Ollama's API, served by the proxy: /api/chat, /api/generate, /api/embed, /api/embeddings, /api/tags, /api/ps,
- * /api/show, /api/version, /api/pull (Hugging Face models into the cache), and `GET /` / `HEAD /`. For our models each request is translated to llama-server's
- * OpenAI-compatible API (translate.ts), always streamed from it so that the last line carries its timings, and
- * the answer translated back (respond.ts), through the request's agents when its prompt names some. Models of the
- * Ollama backend get the request as it came (model renamed), their answer passed through; with agents they go
- * through Ollama's /v1 endpoints like ours. Errors are Ollama's `{"error": "..."}` with the HTTP status.
+ * /api/show, /api/version, /api/pull (Hugging Face models into the cache), and `GET /` / `HEAD /`. For our models
+ * each request is translated to llama-server's OpenAI-compatible API (translate.ts), always streamed from it so
+ * that the last line carries its timings, and the answer translated back (respond.ts), through the request's
+ * agents when its prompt names some. Models of the Ollama backend get the request as it came (model renamed), their
+ * answer passed through; with agents they go through Ollama's /v1 endpoints like ours. Errors are Ollama's
+ * `{"error": "..."}` with the HTTP status.
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -13,7 +14,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
-import { ClientError, hubTarget, withContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import { ClientError, hubTarget, withContext, withoutHfHost, type ModelHub, type ResolvedModel } from '../../models/index.js';
 import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, parseJsonBody } from '../body.js';
@@ -56,7 +57,7 @@ function modelField(body: Record<string, unknown>): string {
 
 /** Ollama's spellings of our names: `hf.co/owner/repo:Q4_K_M` is a Hugging Face id, `alias:latest` the alias. */
 export function canonicalModel(name: string, aliases: Readonly<Record<string, unknown>>): string {
-  let n = name.replace(/^(?:https?:\/\/)?(?:hf\.co|huggingface\.co)\//, '');
+  let n = withoutHfHost(name);
   if (n.endsWith(':latest') && !(n in aliases) && n.slice(0, -':latest'.length) in aliases) n = n.slice(0, -':latest'.length);
   return n;
 }
