@@ -33,7 +33,7 @@ export interface ModelTensor {
 export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
 
 /** The graph families the compute model knows (see compute/graph-llm.ts). */
-export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'generic';
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'generic';
 
 export interface ModelInfo {
   readonly arch: string;
@@ -133,6 +133,7 @@ const FAMILY: Readonly<Record<string, GraphFamily>> = {
   gemma2: 'gemma2',
   gemma3: 'gemma3',
   phi3: 'phi3',
+  'gpt-oss': 'gpt-oss',
 };
 
 /**

@@ -26,6 +26,7 @@ const TENSOR_COUNTS: Record<PresetId, number> = {
   'phi-3-mini': 195,
   'mixtral-8x7b': 323,
   'qwen3-30b-a3b': 579,
+  'gpt-oss-20b': 459,
 };
 
 function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
@@ -105,6 +106,18 @@ describe('replica presets', () => {
     expect(qwen3.get('blk.0.attn_v.weight')).toBe('Q6_K');
     expect(qwen3.get('blk.0.attn_q_norm.weight')).toBe('F32');
     expect(qwen3.get('blk.47.ffn_down_exps.weight')).toBe('Q6_K');
+
+    // gpt-oss: rows of 2880 fall back (Q4_K -> Q5_0, Q6_K -> Q8_0); sinks, biases and router stay F32.
+    const gptOss = typesOf('gpt-oss-20b', 'Q4_K_M');
+    expect(gptOss.get('output.weight')).toBe('Q8_0');
+    expect(gptOss.get('token_embd.weight')).toBe('Q5_0');
+    expect(gptOss.get('blk.0.ffn_down_exps.weight')).toBe('Q8_0');
+    expect(gptOss.get('blk.4.ffn_down_exps.weight')).toBe('Q5_0');
+    expect(gptOss.get('blk.4.ffn_up_exps.weight')).toBe('Q5_0');
+    expect(gptOss.get('blk.4.attn_output.weight')).toBe('Q4_K'); // 4096 columns
+    expect(gptOss.get('blk.4.attn_sinks.weight')).toBe('F32');
+    expect(gptOss.get('blk.4.ffn_gate_exps.bias')).toBe('F32');
+    expect(gptOss.get('blk.4.ffn_gate_inp.weight')).toBe('F32');
   });
 
   it('falls back to F16 when not even 32 divides the rows', () => {
@@ -125,7 +138,8 @@ describe('replica presets', () => {
     for (const id of PRESET_IDS) {
       const bpw = replicaBitsPerWeight(id, 'Q4_K_M');
       expect(bpw).toBeGreaterThan(4.8);
-      expect(bpw).toBeLessThan(id === 'qwen2.5-0.5b' ? 6.5 : 5.1);
+      // 896 (Qwen2.5) and 2880 (gpt-oss) columns are not multiples of 256: Q5_0/Q8_0 fallbacks
+      expect(bpw).toBeLessThan(id === 'qwen2.5-0.5b' || id === 'gpt-oss-20b' ? 6.5 : 5.1);
     }
   });
 

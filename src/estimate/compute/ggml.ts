@@ -195,6 +195,8 @@ export function mulMatId(as: Tensor, b: Tensor, ids: Tensor): Tensor {
 }
 
 export const add = (a: Tensor, b: Tensor): Tensor => like(a, 'ADD', a, b);
+/** ggml_add_id: adds the row of `b` selected per expert slot by `ids` (biased MoE experts). */
+export const addId = (a: Tensor, b: Tensor, ids: Tensor): Tensor => like(a, 'ADD_ID', a, b, ids);
 export const mul = (a: Tensor, b: Tensor): Tensor => like(a, 'MUL', a, b);
 export const div = (a: Tensor, b: Tensor): Tensor => like(a, 'DIV', a, b);
 export const scale = (a: Tensor): Tensor => like(a, 'SCALE', a);
@@ -204,9 +206,10 @@ export const unary = (a: Tensor): Tensor => like(a, 'UNARY', a);
 export const rmsNorm = (a: Tensor): Tensor => like(a, 'RMS_NORM', a);
 export const norm = (a: Tensor): Tensor => like(a, 'NORM', a);
 export const rope = (a: Tensor, pos: Tensor, factors?: Tensor): Tensor => like(a, 'ROPE', a, pos, factors);
-export const softMax = (a: Tensor, mask?: Tensor): Tensor => like(a, 'SOFT_MAX', a, mask);
+/** ggml_soft_max_ext; `sinks` (ggml_soft_max_add_sinks) becomes src[2]. */
+export const softMax = (a: Tensor, mask?: Tensor, sinks?: Tensor): Tensor => like(a, 'SOFT_MAX', a, mask, sinks);
 
-/** ggml_swiglu_split / ggml_geglu_split: gate and up as separate tensors of one shape. */
+/** ggml_swiglu_split / ggml_geglu_split / ggml_swiglu_oai: gate and up as separate tensors of one shape. */
 export const gluSplit = (a: Tensor, b: Tensor): Tensor => like(a, 'GLU', a, b);
 
 /** ggml_swiglu & co on one tensor holding gate and up side by side: half the width. */
@@ -237,8 +240,9 @@ export function argsortTopK(a: Tensor, k: number): Tensor {
 }
 
 /** ggml_flash_attn_ext: F32 result [D_v, n_head, n_tokens, n_stream]. */
-export function flashAttnExt(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined, kvMax: number): Tensor {
-  const t = op(newTensor(F32, [v.ne[0], q.ne[2], q.ne[1], q.ne[3]]), 'FLASH_ATTN_EXT', q, k, v, mask);
+export function flashAttnExt(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined, kvMax: number, sinks?: Tensor): Tensor {
+  // ggml_flash_attn_ext_add_sinks: src[4]
+  const t = op(newTensor(F32, [v.ne[0], q.ne[2], q.ne[1], q.ne[3]]), 'FLASH_ATTN_EXT', q, k, v, mask, sinks);
   t.faKvMax = kvMax;
   return t;
 }

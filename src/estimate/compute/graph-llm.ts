@@ -9,13 +9,14 @@
  * Families: 'llama' (llama, mistral, mixtral, qwen2: optional q/k/v biases, dense or MoE FFN),
  * 'qwen3' (adds per-head q/k RMS norms), 'gemma2' (embedding scale, SWA, attention and final
  * soft-capping, post-norms, GELU), 'gemma3' (gemma2 with q/k norms and without attention
- * soft-capping), 'phi3' (fused qkv and gate/up). 'generic' uses the llama graph.
+ * soft-capping), 'phi3' (fused qkv and gate/up), 'gpt-oss' (iswa attention with sinks, biased
+ * MoE with softmax-after-top-k weights and swiglu_oai). 'generic' uses the llama graph.
  */
 
 import type { ModelInfo, ModelTensor } from '../model-info.js';
 import {
   F16, F32, I32, I64, FLAG_OUTPUT, Graph,
-  add, argsortTopK, clamp, cont, div, external, flashAttnExt, getRows, glu, gluSplit, isContiguous, mul, mulMat,
+  add, addId, argsortTopK, clamp, cont, div, external, flashAttnExt, getRows, glu, gluSplit, isContiguous, mul, mulMat,
   mulMatId, newTensor, pad, permute, reshape, rmsNorm, rope, scale, setInput, setRows, softMax, sumRows, unary,
   view, type Tensor,
 } from './ggml.js';
@@ -115,6 +116,7 @@ class LlmGraphBuilder {
     const fam = this.m.family;
     if (fam === 'phi3') return this.buildPhi3();
     if (fam === 'gemma2' || fam === 'gemma3') return this.buildGemma();
+    if (fam === 'gpt-oss') return this.buildGptOss();
     return this.buildLlama(fam === 'qwen3');
   }
 
@@ -239,7 +241,8 @@ class LlmGraphBuilder {
     this.gf.expand(this.cpyK(cache, layer.k, k, inp.kIdxs));
     this.gf.expand(this.cpyV(cache, layer.v, v, inp.vIdxs));
 
-    let cur = this.buildAttnMha(il, q, this.getK(cache, layer.k, il), this.getV(cache, layer.v, il), inp.mask, cache.kvSize);
+    const sinks = this.wl(il, 'attn_sinks.weight');
+    let cur = this.buildAttnMha(il, q, this.getK(cache, layer.k, il), this.getV(cache, layer.v, il), inp.mask, cache.kvSize, sinks);
     if (inp.vRot) cur = this.hadamard(cur, inp.vRot);
     cur = mulMat(this.wl(il, 'attn_output.weight')!, cur);
     const bo = this.wl(il, 'attn_output.bias');
@@ -294,7 +297,7 @@ class LlmGraphBuilder {
   }
 
   /** build_attn_mha */
-  private buildAttnMha(il: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, kvMax: number): Tensor {
+  private buildAttnMha(il: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, kvMax: number, sinks?: Tensor): Tensor {
     const nStream = k.ne[3];
     q = view(q, [q.ne[0], q.ne[1], q.ne[2] / nStream, nStream], [q.nb[1], q.nb[2], q.nb[3] / nStream]);
     q = permute(q, 0, 2, 1, 3);
@@ -302,7 +305,7 @@ class LlmGraphBuilder {
     v = permute(v, 0, 2, 1, 3);
     let cur: Tensor;
     if (this.p.flashAttn) {
-      cur = flashAttnExt(q, k, v, mask, kvMax);
+      cur = flashAttnExt(q, k, v, mask, kvMax, sinks);
       cur = reshape(cur, [cur.ne[0] * cur.ne[1], cur.ne[2] * cur.ne[3]]);
     } else {
       let kq = mulMat(k, q);
@@ -311,7 +314,7 @@ class LlmGraphBuilder {
         kq = unary(kq);
         kq = scale(kq);
       }
-      kq = softMax(kq, mask);
+      kq = softMax(kq, mask, sinks);
       const kqv = mulMat(v, kq);
       cur = permute(kqv, 0, 2, 1, 3);
       cur = cont(cur, [cur.ne[0] * cur.ne[1], cur.ne[2] * cur.ne[3]]);
@@ -344,30 +347,49 @@ class LlmGraphBuilder {
     return cur;
   }
 
-  /** build_moe_ffn with softmax gating and normalized weights (Mixtral, Qwen3-MoE). */
-  private buildMoeFfn(il: number, cur: Tensor): Tensor {
+  /**
+   * build_moe_ffn: softmax gating with normalized weights (Mixtral, Qwen3-MoE), or gpt-oss's
+   * 'softmax-weight' gating (softmax over the selected experts' logits, not normalized) with a
+   * router bias and per-expert biases (ggml_add_id).
+   */
+  private buildMoeFfn(il: number, cur: Tensor, gating: 'softmax' | 'softmax-weight' = 'softmax'): Tensor {
     const nEmbd = cur.ne[0];
     const nTok = cur.ne[1];
     const nExpert = this.m.nExpert;
     const nUsed = this.m.nExpertUsed;
-    const logits = mulMat(this.wl(il, 'ffn_gate_inp.weight')!, cur);
-    let probs = softMax(logits);
+    let logits = mulMat(this.wl(il, 'ffn_gate_inp.weight')!, cur);
+    const gateInpB = this.wl(il, 'ffn_gate_inp.bias');
+    if (gateInpB) logits = add(logits, gateInpB);
+    let probs = gating === 'softmax' ? softMax(logits) : logits;
     const selected = argsortTopK(probs, nUsed);
     probs = reshape(probs, [1, nExpert, nTok]);
     let weights = getRows(probs, selected);
-    weights = reshape(weights, [nUsed, nTok]);
-    let wsum = sumRows(weights);
-    wsum = clamp(wsum);
-    weights = div(weights, wsum);
-    weights = reshape(weights, [1, nUsed, nTok]);
+    if (gating === 'softmax-weight') {
+      weights = reshape(weights, [nUsed, nTok]);
+      weights = softMax(weights);
+      weights = reshape(weights, [1, nUsed, nTok]);
+    } else {
+      weights = reshape(weights, [nUsed, nTok]);
+      let wsum = sumRows(weights);
+      wsum = clamp(wsum);
+      weights = div(weights, wsum);
+      weights = reshape(weights, [1, nUsed, nTok]);
+    }
     this.gf.expand(weights);
 
     cur = reshape(cur, [nEmbd, 1, nTok]);
-    const up = mulMatId(this.wl(il, 'ffn_up_exps.weight')!, cur, selected);
+    let up = mulMatId(this.wl(il, 'ffn_up_exps.weight')!, cur, selected);
+    const upB = this.wl(il, 'ffn_up_exps.bias');
+    if (upB) up = addId(up, upB, selected);
     const gateW = this.wl(il, 'ffn_gate_exps.weight');
     let h = gateW ? mulMatId(gateW, cur, selected) : up;
+    const gateB = this.wl(il, 'ffn_gate_exps.bias');
+    if (gateB) h = addId(h, gateB, selected);
+    // swiglu / swiglu_oai: one GLU op on gate and up
     h = gateW ? gluSplit(h, up) : unary(h);
     let experts = mulMatId(this.wl(il, 'ffn_down_exps.weight')!, h, selected);
+    const downB = this.wl(il, 'ffn_down_exps.bias');
+    if (downB) experts = addId(experts, downB, selected);
     experts = mul(experts, weights);
     this.gf.expand(experts);
 
@@ -479,6 +501,33 @@ class LlmGraphBuilder {
       inpL = cur;
     }
     return this.buildOutput(inpL, gemma3 ? this.m.finalSoftcap : true);
+  }
+
+  /** src/models/openai-moe.cpp (gpt-oss) */
+  private buildGptOss(): BuiltGraph {
+    let inpL = this.buildInpEmbd();
+    this.inpPos = this.buildInpPos();
+    this.buildAttnInputs();
+    this.inpOutIds = this.buildInpOutIds();
+    const iswa = this.p.swa !== undefined;
+    for (let il = 0; il < this.m.nLayer; il++) {
+      const inpSA = inpL;
+      let cur = this.buildNorm(inpL, this.wl(il, 'attn_norm.weight'), undefined, il);
+      let [q, k, v] = this.buildQkv(il, cur);
+      q = rope(q, this.inpPos);
+      k = rope(k, this.inpPos);
+      cur = this.buildAttn(il, q, k, v, iswa);
+      // embeddings_nextn_masked is off: the output rows are picked after the last layer
+      const ffnInp = add(cur, inpSA);
+      cur = this.buildNorm(ffnInp, this.wl(il, 'post_attention_norm.weight'), undefined, il);
+      cur = this.buildMoeFfn(il, cur, 'softmax-weight');
+      cur = add(cur, ffnInp);
+      inpL = cur;
+    }
+    // res->t_h_nextn: the last layer's output is marked as a graph output (set_outputs)
+    inpL.flags |= FLAG_OUTPUT;
+    inpL = getRows(inpL, this.inpOutIds);
+    return this.buildOutput(inpL, false);
   }
 
   /** src/models/phi3.cpp */

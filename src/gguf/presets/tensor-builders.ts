@@ -123,3 +123,27 @@ export function phi3Tensors(h: ModelHparams): TensorDims[] {
     { name: blk(i, 'ffn_down.weight'), dims: [h.ff, h.embd] },
   ]);
 }
+
+/**
+ * LLM_ARCH_OPENAI_MOE (gpt-oss): biased q/k/v/o, per-head attention sinks, a post-attention norm
+ * in place of ffn_norm, a biased router and biased experts (llama_model_openai_moe::load_arch_tensors).
+ */
+export function gptOssTensors(h: ModelHparams): TensorDims[] {
+  const ff = h.expertFf ?? h.ff;
+  const n = h.expertCount;
+  return layers(h, (i) => [
+    norm(i, 'attn_norm', h),
+    norm(i, 'post_attention_norm', h),
+    ...attention(h, i, true),
+    { name: blk(i, 'attn_output.bias'), dims: [h.embd] },
+    { name: blk(i, 'attn_sinks.weight'), dims: [h.heads] },
+    { name: blk(i, 'ffn_gate_inp.weight'), dims: [h.embd, n] },
+    { name: blk(i, 'ffn_gate_inp.bias'), dims: [n] },
+    { name: blk(i, 'ffn_gate_exps.weight'), dims: [h.embd, ff, n] },
+    { name: blk(i, 'ffn_gate_exps.bias'), dims: [ff, n] },
+    { name: blk(i, 'ffn_up_exps.weight'), dims: [h.embd, ff, n] },
+    { name: blk(i, 'ffn_up_exps.bias'), dims: [ff, n] },
+    { name: blk(i, 'ffn_down_exps.weight'), dims: [ff, h.embd, n] },
+    { name: blk(i, 'ffn_down_exps.bias'), dims: [h.embd, n] },
+  ]);
+}

@@ -9,7 +9,8 @@ export type PresetId =
   | 'gemma-2-9b'
   | 'phi-3-mini'
   | 'mixtral-8x7b'
-  | 'qwen3-30b-a3b';
+  | 'qwen3-30b-a3b'
+  | 'gpt-oss-20b';
 
 /** The hyperparameters a memory estimate needs, as the GGUF metadata states them. */
 export interface ModelHparams {
