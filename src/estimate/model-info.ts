@@ -33,13 +33,24 @@ export interface ModelTensor {
 export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
 
 /** The graph families the compute model knows (see compute/graph-llm.ts). */
-export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'generic';
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'generic';
+
+/** How a MoE router turns logits into expert weights (llama_expert_gating_func_type). */
+export type ExpertGating = 'softmax' | 'sigmoid' | 'softmax-weight';
 
 export interface ModelInfo {
   readonly arch: string;
   readonly name: string | undefined;
   readonly family: GraphFamily;
+  /** Blocks (block_count, llama.cpp's n_layer_all), NextN/MTP layers included. */
   readonly nLayer: number;
+  /**
+   * NextN/MTP layers at the end of the blocks (nextn_predict_layers). They get a device and (for
+   * glm4moe, whose cache has no layer filter) a KV cache, but the main graph does not run them,
+   * and llama.cpp skips their tensors unless it loads the model for MTP drafting: they are not
+   * in `tensors`.
+   */
+  readonly nLayerNextn: number;
   readonly nEmbd: number;
   readonly nVocab: number;
   readonly nCtxTrain: number;
@@ -55,6 +66,15 @@ export interface ModelInfo {
   readonly nExpertUsed: number;
   /** Width of one routed expert (expert_feed_forward_length, or the expert tensors' shape). */
   readonly nFfExp: number;
+  /** Shared experts (their FFN is nFfExp x nExpertShared wide). */
+  readonly nExpertShared: number;
+  /** Leading layers with a dense FFN before the MoE ones (leading_dense_block_count). */
+  readonly nLayerDenseLead: number;
+  readonly expertGating: ExpertGating;
+  /** Routed weights normalized to sum 1 (expert_weights_norm). */
+  readonly expertWeightsNorm: boolean;
+  /** Routed weights scaled by this (expert_weights_scale; 0 or 1: no scale op). */
+  readonly expertWeightsScale: number;
   readonly swaType: SwaType;
   /** Sliding window in tokens (0 when none). */
   readonly nSwa: number;
@@ -67,7 +87,7 @@ export interface ModelInfo {
   readonly tensors: readonly ModelTensor[];
   /** Tensors by name. */
   readonly tensorByName: ReadonlyMap<string, ModelTensor>;
-  /** Sum of all tensor bytes (the weights as stored). */
+  /** Sum of all tensor bytes (the weights as stored, skipped NextN tensors included). */
   readonly weightBytes: number;
   /** Things the estimate cannot model exactly for this model. */
   readonly caveats: readonly string[];
@@ -134,7 +154,14 @@ const FAMILY: Readonly<Record<string, GraphFamily>> = {
   gemma3: 'gemma3',
   phi3: 'phi3',
   'gpt-oss': 'gpt-oss',
+  glm4moe: 'glm4moe',
 };
+
+/** Architectures whose loader skips the NextN/MTP layers' tensors (TENSOR_SKIP without load_mtp). */
+const SKIPS_NEXTN_TENSORS = new Set(['glm4moe']);
+
+/** llama_expert_gating_func_type values of <arch>.expert_gating_func. */
+const GATING: Readonly<Record<number, ExpertGating>> = { 1: 'softmax', 2: 'sigmoid', 3: 'softmax-weight' };
 
 /**
  * Header read options for modelInfo: it needs per-layer arrays (a few hundred items at most) but
@@ -154,6 +181,9 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
   const nEmbd = num(key('embedding_length'));
   if (!nLayer || !nEmbd) throw new ModelInfoError(`${arch}.block_count / embedding_length missing`);
 
+  const nLayerNextn = Math.min(num(key('nextn_predict_layers')) ?? 0, nLayer);
+  const skipFrom = SKIPS_NEXTN_TENSORS.has(arch) && nLayerNextn > 0 ? nLayer - nLayerNextn : Infinity;
+
   const tensors: ModelTensor[] = [];
   const tensorByName = new Map<string, ModelTensor>();
   let weightBytes = 0;
@@ -161,12 +191,14 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     const type = ggmlTypeById(t.type);
     if (!type) throw new ModelInfoError(`tensor ${t.name} has unknown GGML type ${t.type}`);
     const bytes = tensorBytes(type.name, t.dims);
+    weightBytes += bytes;
+    const layer = layerOf(t.name);
+    if (layer.kind === 'layer' && layer.il >= skipFrom) continue;
     const mt: ModelTensor = {
-      name: t.name, type, dims: t.dims, bytes, layer: layerOf(t.name), isExpert: /\.ffn_(gate|up|down|gate_up)_exps\./.test(t.name),
+      name: t.name, type, dims: t.dims, bytes, layer, isExpert: /\.ffn_(gate|up|down|gate_up)_exps\./.test(t.name),
     };
     tensors.push(mt);
     tensorByName.set(t.name, mt);
-    weightBytes += bytes;
   }
 
   const tokenEmbd = tensorByName.get('token_embd.weight');
@@ -185,6 +217,8 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
   const nExpertUsed = num(key('expert_used_count')) ?? 0;
   const expTensor = tensors.find((t) => t.name.endsWith('.ffn_down_exps.weight'));
   const nFfExp = num(key('expert_feed_forward_length')) ?? expTensor?.dims[0] ?? nFf[0] ?? 0;
+  // glm4moe's loader defaults an absent gating function to sigmoid; the others to softmax
+  const gating = GATING[num(key('expert_gating_func')) ?? 0] ?? (arch === 'glm4moe' ? 'sigmoid' : 'softmax');
 
   // Sliding-window attention
   let swaType: SwaType = 'none';
@@ -222,6 +256,7 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     name: typeof general === 'string' ? general : undefined,
     family,
     nLayer,
+    nLayerNextn,
     nEmbd,
     nVocab,
     nCtxTrain: num(key('context_length')) ?? 0,
@@ -233,6 +268,11 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     nExpert,
     nExpertUsed,
     nFfExp,
+    nExpertShared: num(key('expert_shared_count')) ?? 0,
+    nLayerDenseLead: num(key('leading_dense_block_count')) ?? 0,
+    expertGating: gating,
+    expertWeightsNorm: (num(key('expert_weights_norm')) ?? 0) !== 0,
+    expertWeightsScale: num(key('expert_weights_scale')) ?? 0,
     swaType,
     nSwa,
     isSwa,

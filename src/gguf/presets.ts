@@ -14,6 +14,7 @@ import { elementCount, tensorBytes, type GgmlTypeName } from './ggml-types.js';
 import { GGUF_DEFAULT_ALIGNMENT, layoutTensors, type TensorLayout } from './layout.js';
 import { FILE_TYPE_ID, compareLikeLlamaLoader, quantizedTypes, type QuantFileType } from './quantize-mix.js';
 import { GEMMA_2_9B } from './presets/gemma.js';
+import { GLM_45_AIR } from './presets/glm4moe.js';
 import { GPT_OSS_20B } from './presets/gpt-oss.js';
 import { LLAMA_3_8B, MISTRAL_7B, MIXTRAL_8X7B } from './presets/llama.js';
 import { PHI_3_MINI } from './presets/phi.js';
@@ -36,6 +37,7 @@ export const PRESETS: Readonly<Record<PresetId, PresetSpec>> = {
   'mixtral-8x7b': MIXTRAL_8X7B,
   'qwen3-30b-a3b': QWEN3_30B_A3B,
   'gpt-oss-20b': GPT_OSS_20B,
+  'glm-4.5-air': GLM_45_AIR,
 };
 
 export const PRESET_IDS = Object.keys(PRESETS) as PresetId[];

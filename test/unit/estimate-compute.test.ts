@@ -52,6 +52,8 @@ const MEASURED: [PresetId, ReplicaQuant, EstimateSettings, number][] = [
   ['phi-3-mini', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048 }, 298.51],
   ['mixtral-8x7b', 'Q4_K_M', { ctx: 32768, parallel: 1, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 896.26],
   ['qwen3-30b-a3b', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 1235.01],
+  ['glm-4.5-air', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 1312.13],
+  ['glm-4.5-air', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'off', ubatch: 2048, cacheTypeK: 'q8_0' }, 6448.10],
 ];
 
 describe('compute buffer of the real graphs (CPU)', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { rowBytes, tensorBytes } from '../../src/gguf/index.js';
 import { CPU_ONLY, estimateMemory, layerAssignment, placeWeights, resolveSettings, type Placement } from '../../src/estimate/index.js';
-import { fakeModel } from './estimate-fixtures.js';
+import { Replicas, fakeModel } from './estimate-fixtures.js';
 
 const gpu: Placement = { devices: [{ name: 'CUDA0', kind: 'cuda' }] };
 
@@ -61,5 +61,25 @@ describe('weights per device', () => {
     }
     expect(w.gpuBytes[0]).toBe(expected);
     expect(expected).toBeGreaterThan(q.weightBytes - tensorBytes('Q8_0', [896, 1000]));
+  });
+
+  it('skips the NextN/MTP layer of GLM-4.5 (loaded only for MTP drafting) but gives it a KV cache', async () => {
+    const replicas = new Replicas();
+    try {
+      const m = await replicas.info('glm-4.5-air', 'Q4_K_M');
+      expect(m.family).toBe('glm4moe');
+      expect([m.nLayer, m.nLayerNextn, m.nLayerDenseLead, m.nExpertShared]).toEqual([47, 1, 1, 1]);
+      expect([m.expertGating, m.expertWeightsNorm, m.expertWeightsScale]).toEqual(['sigmoid', true, 1]);
+      expect(m.tensors.some((t) => t.name.startsWith('blk.46.'))).toBe(false);
+      expect(m.tensorByName.has('blk.45.ffn_down_shexp.weight')).toBe(true);
+      const loaded = m.tensors.reduce((s, t) => s + t.bytes, 0);
+      expect(m.weightBytes).toBeGreaterThan(loaded); // as stored, blk.46 included
+      const e = estimateMemory(m, { ctx: 4096, parallel: 1 }, CPU_ONLY);
+      expect(e.host.modelBytes).toBe(loaded);
+      // 47 layers of K and V: 4096 cells x 1024 x 2 bytes each
+      expect(e.host.contextBytes).toBe(47 * 2 * 4096 * 1024 * 2);
+    } finally {
+      replicas.cleanup();
+    }
   });
 });

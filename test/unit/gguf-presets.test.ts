@@ -27,6 +27,7 @@ const TENSOR_COUNTS: Record<PresetId, number> = {
   'mixtral-8x7b': 323,
   'qwen3-30b-a3b': 579,
   'gpt-oss-20b': 459,
+  'glm-4.5-air': 803,
 };
 
 function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
@@ -118,6 +119,22 @@ describe('replica presets', () => {
     expect(gptOss.get('blk.4.attn_sinks.weight')).toBe('F32');
     expect(gptOss.get('blk.4.ffn_gate_exps.bias')).toBe('F32');
     expect(gptOss.get('blk.4.ffn_gate_inp.weight')).toBe('F32');
+
+    // GLM-4.5-Air: rows of 1408 (expert ffn_down) and 10944 (dense ffn_down) fall back; the NextN
+    // layer (blk.46) is quantized like the others; router and selection bias stay F32.
+    const glm = typesOf('glm-4.5-air', 'Q4_K_M');
+    expect(glm.get('token_embd.weight')).toBe('Q4_K');
+    expect(glm.get('output.weight')).toBe('Q6_K');
+    expect(glm.get('blk.0.ffn_down.weight')).toBe('Q8_0');
+    expect(glm.get('blk.1.ffn_down_exps.weight')).toBe('Q8_0');
+    expect(glm.get('blk.5.ffn_down_exps.weight')).toBe('Q5_0');
+    expect(glm.get('blk.5.ffn_down_shexp.weight')).toBe('Q5_0');
+    expect(glm.get('blk.5.ffn_up_exps.weight')).toBe('Q4_K');
+    expect(glm.get('blk.5.exp_probs_b.bias')).toBe('F32');
+    expect(glm.get('blk.5.ffn_gate_inp.weight')).toBe('F32');
+    expect(glm.get('blk.46.nextn.eh_proj.weight')).toBe('Q4_K');
+    expect(glm.get('blk.46.nextn.shared_head_head.weight')).toBe('Q4_K');
+    expect(glm.get('blk.46.nextn.enorm.weight')).toBe('F32');
   });
 
   it('falls back to F16 when not even 32 divides the rows', () => {
@@ -138,8 +155,9 @@ describe('replica presets', () => {
     for (const id of PRESET_IDS) {
       const bpw = replicaBitsPerWeight(id, 'Q4_K_M');
       expect(bpw).toBeGreaterThan(4.8);
-      // 896 (Qwen2.5) and 2880 (gpt-oss) columns are not multiples of 256: Q5_0/Q8_0 fallbacks
-      expect(bpw).toBeLessThan(id === 'qwen2.5-0.5b' || id === 'gpt-oss-20b' ? 6.5 : 5.1);
+      // 896 (Qwen2.5), 2880 (gpt-oss) and 1408 (GLM-4.5 experts) columns are not multiples of 256:
+      // Q5_0/Q8_0 fallbacks
+      expect(bpw).toBeLessThan(id === 'qwen2.5-0.5b' || id === 'gpt-oss-20b' || id === 'glm-4.5-air' ? 6.5 : 5.1);
     }
   });
 

@@ -10,10 +10,12 @@
  * 'qwen3' (adds per-head q/k RMS norms), 'gemma2' (embedding scale, SWA, attention and final
  * soft-capping, post-norms, GELU), 'gemma3' (gemma2 with q/k norms and without attention
  * soft-capping), 'phi3' (fused qkv and gate/up), 'gpt-oss' (iswa attention with sinks, biased
- * MoE with softmax-after-top-k weights and swiglu_oai). 'generic' uses the llama graph.
+ * MoE with softmax-after-top-k weights and swiglu_oai), 'glm4moe' (GLM-4.5: q/k/v biases, dense
+ * leading layers, sigmoid-gated MoE with a selection bias plus a shared expert; the NextN layer
+ * is not run). 'generic' uses the llama graph.
  */
 
-import type { ModelInfo, ModelTensor } from '../model-info.js';
+import type { ExpertGating, ModelInfo, ModelTensor } from '../model-info.js';
 import {
   F16, F32, I32, I64, FLAG_OUTPUT, Graph,
   add, addId, argsortTopK, clamp, cont, div, external, flashAttnExt, getRows, glu, gluSplit, isContiguous, mul, mulMat,
@@ -117,6 +119,7 @@ class LlmGraphBuilder {
     if (fam === 'phi3') return this.buildPhi3();
     if (fam === 'gemma2' || fam === 'gemma3') return this.buildGemma();
     if (fam === 'gpt-oss') return this.buildGptOss();
+    if (fam === 'glm4moe') return this.buildGlm4Moe();
     return this.buildLlama(fam === 'qwen3');
   }
 
@@ -325,34 +328,38 @@ class LlmGraphBuilder {
     return cur;
   }
 
-  /** build_ffn with a parallel gate (SiLU or GELU), or a fused gate+up when `gate` is absent. */
-  private buildFfn(il: number, cur: Tensor, act: 'silu' | 'gelu'): Tensor {
-    const up = this.wl(il, 'ffn_up.weight')!;
-    const gate = this.wl(il, 'ffn_gate.weight');
+  /**
+   * build_ffn with a parallel gate (SiLU or GELU), or a fused gate+up when `gate` is absent;
+   * `suffix` '_shexp' selects a MoE layer's shared expert.
+   */
+  private buildFfn(il: number, cur: Tensor, act: 'silu' | 'gelu', suffix = ''): Tensor {
+    const up = this.wl(il, `ffn_up${suffix}.weight`)!;
+    const gate = this.wl(il, `ffn_gate${suffix}.weight`);
     let tmp = mulMat(up, cur);
-    const upB = this.wl(il, 'ffn_up.bias');
+    const upB = this.wl(il, `ffn_up${suffix}.bias`);
     if (upB) tmp = add(tmp, upB);
     if (gate) {
       cur = mulMat(gate, cur);
-      const gB = this.wl(il, 'ffn_gate.bias');
+      const gB = this.wl(il, `ffn_gate${suffix}.bias`);
       if (gB) cur = add(cur, gB);
       cur = gluSplit(cur, tmp);
     } else {
       // LLM_FFN_SWIGLU on one tensor holding gate and up (phi3)
       cur = act === 'silu' ? glu(tmp) : unary(tmp);
     }
-    cur = mulMat(this.wl(il, 'ffn_down.weight')!, cur);
-    const dB = this.wl(il, 'ffn_down.bias');
+    cur = mulMat(this.wl(il, `ffn_down${suffix}.weight`)!, cur);
+    const dB = this.wl(il, `ffn_down${suffix}.bias`);
     if (dB) cur = add(cur, dB);
     return cur;
   }
 
   /**
-   * build_moe_ffn: softmax gating with normalized weights (Mixtral, Qwen3-MoE), or gpt-oss's
+   * build_moe_ffn: softmax gating with normalized weights (Mixtral, Qwen3-MoE), gpt-oss's
    * 'softmax-weight' gating (softmax over the selected experts' logits, not normalized) with a
-   * router bias and per-expert biases (ggml_add_id).
+   * router bias and per-expert biases (ggml_add_id), or sigmoid gating with an expert-selection
+   * bias (exp_probs_b, GLM-4.5), optionally normalized and scaled.
    */
-  private buildMoeFfn(il: number, cur: Tensor, gating: 'softmax' | 'softmax-weight' = 'softmax'): Tensor {
+  private buildMoeFfn(il: number, cur: Tensor, gating: ExpertGating = 'softmax', normW = gating === 'softmax', wScale = 0): Tensor {
     const nEmbd = cur.ne[0];
     const nTok = cur.ne[1];
     const nExpert = this.m.nExpert;
@@ -360,21 +367,26 @@ class LlmGraphBuilder {
     let logits = mulMat(this.wl(il, 'ffn_gate_inp.weight')!, cur);
     const gateInpB = this.wl(il, 'ffn_gate_inp.bias');
     if (gateInpB) logits = add(logits, gateInpB);
-    let probs = gating === 'softmax' ? softMax(logits) : logits;
-    const selected = argsortTopK(probs, nUsed);
+    let probs = gating === 'softmax' ? softMax(logits) : gating === 'sigmoid' ? unary(logits) : logits;
+    // the selection bias picks the experts; the weights come from the unbiased probabilities
+    const probsB = this.wl(il, 'exp_probs_b.bias');
+    const selectionProbs = probsB ? add(probs, probsB) : probs;
+    const selected = argsortTopK(selectionProbs, nUsed);
     probs = reshape(probs, [1, nExpert, nTok]);
     let weights = getRows(probs, selected);
     if (gating === 'softmax-weight') {
       weights = reshape(weights, [nUsed, nTok]);
       weights = softMax(weights);
       weights = reshape(weights, [1, nUsed, nTok]);
-    } else {
+    }
+    if (normW) {
       weights = reshape(weights, [nUsed, nTok]);
       let wsum = sumRows(weights);
       wsum = clamp(wsum);
       weights = div(weights, wsum);
       weights = reshape(weights, [1, nUsed, nTok]);
     }
+    if (wScale !== 0 && wScale !== 1) weights = scale(weights);
     this.gf.expand(weights);
 
     cur = reshape(cur, [nEmbd, 1, nTok]);
@@ -520,13 +532,53 @@ class LlmGraphBuilder {
       // embeddings_nextn_masked is off: the output rows are picked after the last layer
       const ffnInp = add(cur, inpSA);
       cur = this.buildNorm(ffnInp, this.wl(il, 'post_attention_norm.weight'), undefined, il);
-      cur = this.buildMoeFfn(il, cur, 'softmax-weight');
+      cur = this.buildMoeFfn(il, cur, 'softmax-weight', false);
       cur = add(cur, ffnInp);
       inpL = cur;
     }
     // res->t_h_nextn: the last layer's output is marked as a graph output (set_outputs)
     inpL.flags |= FLAG_OUTPUT;
     inpL = getRows(inpL, this.inpOutIds);
+    return this.buildOutput(inpL, false);
+  }
+
+  /** src/models/glm4-moe.cpp (the main graph; the NextN/MTP layers are not run) */
+  private buildGlm4Moe(): BuiltGraph {
+    const m = this.m;
+    let inpL = this.buildInpEmbd();
+    this.inpPos = this.buildInpPos();
+    this.buildAttnInputs();
+    this.inpOutIds = this.buildInpOutIds();
+    const nLayer = m.nLayer - m.nLayerNextn;
+    for (let il = 0; il < nLayer; il++) {
+      let inpSA = inpL;
+      let cur = this.buildNorm(inpL, this.wl(il, 'attn_norm.weight'), undefined, il);
+      let [q, k, v] = this.buildQkv(il, cur);
+      // q/k norms only in some variants (GLM-4.5 355B); rope on the first n_rot dims of each head
+      const qNorm = this.wl(il, 'attn_q_norm.weight');
+      if (qNorm) q = this.buildNorm(q, qNorm, undefined, il);
+      const kNorm = this.wl(il, 'attn_k_norm.weight');
+      if (kNorm) k = this.buildNorm(k, kNorm, undefined, il);
+      q = rope(q, this.inpPos);
+      k = rope(k, this.inpPos);
+      cur = this.buildAttn(il, q, k, v, false);
+      if (il === nLayer - 1) {
+        cur = getRows(cur, this.inpOutIds);
+        inpSA = getRows(inpSA, this.inpOutIds);
+      }
+      const ffnInp = add(cur, inpSA);
+      cur = this.buildNorm(ffnInp, this.wl(il, 'post_attention_norm.weight'), undefined, il);
+      if (il < m.nLayerDenseLead) {
+        cur = this.buildFfn(il, cur, 'silu');
+      } else {
+        const routed = this.buildMoeFfn(il, cur, m.expertGating, m.expertWeightsNorm, m.expertWeightsScale);
+        const shared = this.buildFfn(il, cur, 'silu', '_shexp');
+        cur = add(routed, shared);
+      }
+      cur = add(cur, ffnInp);
+      inpL = cur;
+    }
+    // the normed output is t_h_nextn and t_embd at once (already an output of buildOutput)
     return this.buildOutput(inpL, false);
   }
 

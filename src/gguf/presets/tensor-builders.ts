@@ -147,3 +147,48 @@ export function gptOssTensors(h: ModelHparams): TensorDims[] {
     { name: blk(i, 'ffn_down_exps.bias'), dims: [h.embd, n] },
   ]);
 }
+
+/**
+ * LLM_ARCH_GLM4_MOE (GLM-4.5): biased q/k/v, a post-attention norm in place of ffn_norm, dense
+ * FFN in the first `denseLead` layers, then a sigmoid router with an expert-selection bias
+ * (exp_probs_b), merged experts and `shared` shared experts of the expert width. The last
+ * `nextn` of the `h.layers` blocks are the NextN/MTP layers: a full MoE block plus the nextn.*
+ * projection, norms, embedding and head (llama_model_glm4_moe::load_arch_tensors).
+ */
+export function glm4moeTensors(h: ModelHparams, denseLead: number, shared: number, nextn: number): TensorDims[] {
+  const ff = h.expertFf ?? h.ff;
+  const n = h.expertCount;
+  const ffSh = ff * shared;
+  return layers(h, (i) => {
+    const out: TensorDims[] = [norm(i, 'attn_norm', h), ...attention(h, i, true), norm(i, 'post_attention_norm', h)];
+    if (i < denseLead) {
+      out.push(...denseFfn(h, i));
+    } else {
+      out.push(
+        { name: blk(i, 'ffn_gate_inp.weight'), dims: [h.embd, n] },
+        { name: blk(i, 'exp_probs_b.bias'), dims: [n] },
+        { name: blk(i, 'ffn_gate_exps.weight'), dims: [h.embd, ff, n] },
+        { name: blk(i, 'ffn_down_exps.weight'), dims: [ff, h.embd, n] },
+        { name: blk(i, 'ffn_up_exps.weight'), dims: [h.embd, ff, n] },
+      );
+      if (shared > 0) {
+        out.push(
+          { name: blk(i, 'ffn_gate_shexp.weight'), dims: [h.embd, ffSh] },
+          { name: blk(i, 'ffn_down_shexp.weight'), dims: [ffSh, h.embd] },
+          { name: blk(i, 'ffn_up_shexp.weight'), dims: [h.embd, ffSh] },
+        );
+      }
+    }
+    if (i >= h.layers - nextn) {
+      out.push(
+        { name: blk(i, 'nextn.eh_proj.weight'), dims: [2 * h.embd, h.embd] },
+        { name: blk(i, 'nextn.embed_tokens.weight'), dims: [h.embd, h.vocabSize] },
+        norm(i, 'nextn.enorm', h),
+        norm(i, 'nextn.hnorm', h),
+        { name: blk(i, 'nextn.shared_head_head.weight'), dims: [h.embd, h.vocabSize] },
+        norm(i, 'nextn.shared_head_norm', h),
+      );
+    }
+    return out;
+  });
+}

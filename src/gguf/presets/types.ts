@@ -10,7 +10,8 @@ export type PresetId =
   | 'phi-3-mini'
   | 'mixtral-8x7b'
   | 'qwen3-30b-a3b'
-  | 'gpt-oss-20b';
+  | 'gpt-oss-20b'
+  | 'glm-4.5-air';
 
 /** The hyperparameters a memory estimate needs, as the GGUF metadata states them. */
 export interface ModelHparams {
