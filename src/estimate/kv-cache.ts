@@ -11,6 +11,10 @@
  *   (n_embd_v_gqa_max, [TAG_V_CACHE_VARIABLE]).
  * - Quantized K (or V) with a head size divisible by 64 adds a Hadamard rotation to the graph
  *   (attn_rot_k / attn_rot_v); that costs compute memory, not KV.
+ * - Multi-head latent attention (hparams.is_mla()): only K, the compressed latent plus the rotary
+ *   key (n_embd_k_gqa = (kv_lora_rank + n_rot) x 1 head), is stored; there is no V tensor (the
+ *   graph reads V as a view of K's first kv_lora_rank values), and the K-only attention input
+ *   (build_attn_inp_k) adds no rotation.
  */
 
 import { rowBytes, type GgmlTypeInfo } from '../gguf/ggml-types.js';
@@ -73,6 +77,7 @@ export function kvPlan(m: ModelInfo, s: ResolvedSettings, flashAttn: boolean): K
   const sizeBase = s.nCtxSeq;
   const sizeSwa = s.swaFull ? sizeBase : pad256(Math.min(sizeBase, m.nSwa * (s.kvUnified ? s.nSeq : 1) + s.nUbatch));
 
+  const hasV = m.mla === undefined;
   let vMax = 0;
   for (let il = 0; il < m.nLayer; il++) vMax = Math.max(vMax, m.nEmbdHeadV * (m.nHeadKv[il] ?? 0));
 
@@ -86,15 +91,15 @@ export function kvPlan(m: ModelInfo, s: ResolvedSettings, flashAttn: boolean): K
     (swa ? swaLayers : baseLayers).push(il);
     const cells = swa ? sizeSwa : sizeBase;
     const kWidth = m.nEmbdHeadK * m.nHeadKv[il]!;
-    const vWidth = vTrans ? vMax : m.nEmbdHeadV * m.nHeadKv[il]!;
+    const vWidth = !hasV ? 0 : vTrans ? vMax : m.nEmbdHeadV * m.nHeadKv[il]!;
     const kBytes = rowBytes(s.typeK.name, kWidth) * cells * s.nStream;
-    const vBytes = rowBytes(s.typeV.name, vWidth) * cells * s.nStream;
+    const vBytes = hasV ? rowBytes(s.typeV.name, vWidth) * cells * s.nStream : 0;
     layers.push({ il, swa, cells, streams: s.nStream, kBytes, vBytes, typeK: s.typeK, typeV: s.typeV, kWidth, vWidth });
     bytes += kBytes + vBytes;
   }
 
-  const rotK = rotation(s.typeK, m.nEmbdHeadK, true);
-  const rotV = rotation(s.typeV, m.nEmbdHeadV, false);
+  const rotK = hasV ? rotation(s.typeK, m.nEmbdHeadK, true) : 0;
+  const rotV = hasV ? rotation(s.typeV, m.nEmbdHeadV, false) : 0;
   const cache = (kvSize: number, ls: number[]): KvCachePlan => ({ kvSize, nStream: s.nStream, layers: ls, rotK, rotV });
   return {
     base: cache(sizeBase, baseLayers),

@@ -33,7 +33,26 @@ export interface ModelTensor {
 export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
 
 /** The graph families the compute model knows (see compute/graph-llm.ts). */
-export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'generic';
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'generic';
+
+/**
+ * Multi-head latent attention (DeepSeek-V2/V3; llama_hparams::is_mla): the model is converted to
+ * MQA over the compressed latent, so nEmbdHeadK (kv_lora_rank + rope dims) and nEmbdHeadV
+ * (kv_lora_rank) with one KV head describe the cache, and these the per-head sizes after
+ * decompression.
+ */
+export interface MlaInfo {
+  /** kv_lora_rank (n_lora_kv) */
+  readonly kvLoraRank: number;
+  /** q_lora_rank (n_lora_q); 0: no query compression (attn_q directly, the Lite models). */
+  readonly qLoraRank: number;
+  /** key_length_mla: nope + rope dims of one decompressed query/key head. */
+  readonly nEmbdHeadKMla: number;
+  /** value_length_mla: one decompressed value head. */
+  readonly nEmbdHeadVMla: number;
+  /** rope.dimension_count (n_rot): the rotary part of a query/key head. */
+  readonly nRot: number;
+}
 
 /** How a MoE router turns logits into expert weights (llama_expert_gating_func_type). */
 export type ExpertGating = 'softmax' | 'sigmoid' | 'softmax-weight';
@@ -75,6 +94,8 @@ export interface ModelInfo {
   readonly expertWeightsNorm: boolean;
   /** Routed weights scaled by this (expert_weights_scale; 0 or 1: no scale op). */
   readonly expertWeightsScale: number;
+  /** Set for models with multi-head latent attention (key_length_mla and value_length_mla present). */
+  readonly mla?: MlaInfo;
   readonly swaType: SwaType;
   /** Sliding window in tokens (0 when none). */
   readonly nSwa: number;
@@ -155,6 +176,7 @@ const FAMILY: Readonly<Record<string, GraphFamily>> = {
   phi3: 'phi3',
   'gpt-oss': 'gpt-oss',
   glm4moe: 'glm4moe',
+  deepseek2: 'deepseek2',
 };
 
 /** Architectures whose loader skips the NextN/MTP layers' tensors (TENSOR_SKIP without load_mtp). */
@@ -242,7 +264,24 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     caveats.push(`${arch}: attention.sliding_window is set but the SWA layout of this architecture is not modelled; KV is sized for full attention (an upper bound)`);
   }
 
-  const family = FAMILY[arch] ?? 'generic';
+  // MLA (llama_hparams::is_mla): both decompressed head sizes are declared
+  const kMla = num(key('attention.key_length_mla')) ?? 0;
+  const vMla = num(key('attention.value_length_mla')) ?? 0;
+  const mla: MlaInfo | undefined = kMla > 0 && vMla > 0
+    ? {
+      kvLoraRank: num(key('attention.kv_lora_rank')) ?? 0,
+      qLoraRank: num(key('attention.q_lora_rank')) ?? 0,
+      nEmbdHeadKMla: kMla,
+      nEmbdHeadVMla: vMla,
+      nRot: num(key('rope.dimension_count')) ?? 0,
+    }
+    : undefined;
+
+  let family = FAMILY[arch] ?? 'generic';
+  if (family === 'deepseek2' && !mla) {
+    // legacy conversions with the unsplit attn_kv_b (plain MHA after decompression) are not modelled
+    family = 'generic';
+  }
   if (family === 'generic') {
     caveats.push(`${arch}: no exact compute-graph model; the compute buffer is estimated with the llama graph shape`);
   }
@@ -273,6 +312,7 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     expertGating: gating,
     expertWeightsNorm: (num(key('expert_weights_norm')) ?? 0) !== 0,
     expertWeightsScale: num(key('expert_weights_scale')) ?? 0,
+    ...(mla ? { mla } : {}),
     swaType,
     nSwa,
     isSwa,

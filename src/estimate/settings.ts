@@ -137,6 +137,10 @@ export function resolveSettings(model: ModelInfo, s: EstimateSettings): Resolved
   const typeK = kvCacheType(s.cacheTypeK ?? 'f16');
   const typeV = kvCacheType(s.cacheTypeV ?? 'f16');
   let flashAttn = s.flashAttn ?? 'auto';
+  // llama_init_from_model: MLA models keep no V cache (V is a view of K) and refuse different types
+  if (model.mla && typeK.name !== typeV.name) {
+    throw new EstimateError(`model does not support different K (${typeK.name.toLowerCase()}) and V (${typeV.name.toLowerCase()}) cache types`);
+  }
   // llama_init_from_model: a quantized V cache needs flash attention (auto turns it on).
   if (typeV.quantized) {
     if (flashAttn === 'off') throw new EstimateError('quantized V cache requires flash attention (-fa on)');

@@ -13,6 +13,7 @@
 import { elementCount, tensorBytes, type GgmlTypeName } from './ggml-types.js';
 import { GGUF_DEFAULT_ALIGNMENT, layoutTensors, type TensorLayout } from './layout.js';
 import { FILE_TYPE_ID, compareLikeLlamaLoader, quantizedTypes, type QuantFileType } from './quantize-mix.js';
+import { DEEPSEEK_V2_LITE } from './presets/deepseek2.js';
 import { GEMMA_2_9B } from './presets/gemma.js';
 import { GLM_45_AIR } from './presets/glm4moe.js';
 import { GPT_OSS_20B } from './presets/gpt-oss.js';
@@ -38,6 +39,7 @@ export const PRESETS: Readonly<Record<PresetId, PresetSpec>> = {
   'qwen3-30b-a3b': QWEN3_30B_A3B,
   'gpt-oss-20b': GPT_OSS_20B,
   'glm-4.5-air': GLM_45_AIR,
+  'deepseek-v2-lite': DEEPSEEK_V2_LITE,
 };
 
 export const PRESET_IDS = Object.keys(PRESETS) as PresetId[];

@@ -54,6 +54,8 @@ const MEASURED: [PresetId, ReplicaQuant, EstimateSettings, number][] = [
   ['qwen3-30b-a3b', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 1235.01],
   ['glm-4.5-air', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 1312.13],
   ['glm-4.5-air', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'off', ubatch: 2048, cacheTypeK: 'q8_0' }, 6448.10],
+  ['deepseek-v2-lite', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 961.05],
+  ['deepseek-v2-lite', 'Q4_K_M', { ctx: 32768, parallel: 1, flashAttn: 'off', ubatch: 2048 }, 4585.09],
 ];
 
 describe('compute buffer of the real graphs (CPU)', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EstimateError, kvPlan, resolveSettings, type EstimateSettings, type ModelInfo } from '../../src/estimate/index.js';
-import { fakeModel } from './estimate-fixtures.js';
+import { Replicas, fakeModel } from './estimate-fixtures.js';
 
 const MiB = 1024 * 1024;
 
@@ -99,5 +99,31 @@ describe('KV cache size', () => {
     const s = resolveSettings(llama, { ctx: 256, batch: 2048, ubatch: 512 });
     expect(s.nBatch).toBe(256);
     expect(s.nUbatch).toBe(256);
+  });
+
+  it('stores only the latent K of MLA models (DeepSeek-V2) and refuses a V type unlike K', async () => {
+    const replicas = new Replicas();
+    try {
+      const m = await replicas.info('deepseek-v2-lite', 'Q4_K_M');
+      expect(m.family).toBe('deepseek2');
+      expect(m.mla).toEqual({ kvLoraRank: 512, qLoraRank: 0, nEmbdHeadKMla: 192, nEmbdHeadVMla: 128, nRot: 64 });
+      expect([m.nEmbdHeadK, m.nEmbdHeadV, m.nHeadKv[0], m.nLayerDenseLead, m.nExpertShared]).toEqual([576, 512, 1, 1, 2]);
+      expect([m.expertGating, m.expertWeightsNorm, m.expertWeightsScale]).toEqual(['softmax', false, 1]);
+      expect(m.caveats).toEqual([]);
+      // 27 layers x 4096 cells x 576 f16 values, no V (llama-fit-params: 121 MiB), with or without FA
+      for (const fa of [true, false]) {
+        const plan = kvPlan(m, resolveSettings(m, { ctx: 4096, parallel: 1 }), fa);
+        expect(plan.bytes).toBe(27 * 4096 * 576 * 2);
+        expect(plan.layers.every((l) => l.vBytes === 0)).toBe(true);
+        expect([plan.base.rotK, plan.base.rotV]).toEqual([0, 0]);
+      }
+      // q8_0 K and V (flash attention): 34 bytes per 32 values (llama-fit-params: 516 MiB at 32768)
+      expect(kvMiB(m, { ctx: 32768, parallel: 1, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' })).toBeCloseTo((27 * 32768 * 18 * 34) / MiB, 6);
+      // llama_init_from_model: "model does not support different K (q8_0) and V (f16) cache types"
+      expect(() => resolveSettings(m, { cacheTypeK: 'q8_0', flashAttn: 'off' })).toThrow(/different K \(q8_0\) and V \(f16\)/);
+      expect(() => resolveSettings(m, { cacheTypeK: 'q8_0', cacheTypeV: 'q8_0', flashAttn: 'off' })).toThrow(EstimateError);
+    } finally {
+      replicas.cleanup();
+    }
   });
 });

@@ -28,6 +28,7 @@ const TENSOR_COUNTS: Record<PresetId, number> = {
   'qwen3-30b-a3b': 579,
   'gpt-oss-20b': 459,
   'glm-4.5-air': 803,
+  'deepseek-v2-lite': 404,
 };
 
 function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
@@ -135,6 +136,22 @@ describe('replica presets', () => {
     expect(glm.get('blk.46.nextn.eh_proj.weight')).toBe('Q4_K');
     expect(glm.get('blk.46.nextn.shared_head_head.weight')).toBe('Q4_K');
     expect(glm.get('blk.46.nextn.enorm.weight')).toBe('F32');
+
+    // DeepSeek-V2-Lite: the MLA tensors are not attn_k/attn_v to llama-quantize (no attn_v
+    // counter); attn_k_b's rows of 128 fall back to Q5_0, ffn_down rows of 1408 and 10944 to Q5_0 / Q8_0.
+    const ds = typesOf('deepseek-v2-lite', 'Q4_K_M');
+    expect(ds.get('output.weight')).toBe('Q6_K');
+    expect(ds.get('blk.3.attn_q.weight')).toBe('Q4_K');
+    expect(ds.get('blk.3.attn_kv_a_mqa.weight')).toBe('Q4_K');
+    expect(ds.get('blk.3.attn_kv_a_norm.weight')).toBe('F32');
+    expect(ds.get('blk.3.attn_k_b.weight')).toBe('Q5_0');
+    expect(ds.get('blk.3.attn_v_b.weight')).toBe('Q4_K');
+    expect(ds.get('blk.0.ffn_down.weight')).toBe('Q8_0');
+    expect(ds.get('blk.3.ffn_down_exps.weight')).toBe('Q5_0');
+    expect(ds.get('blk.3.ffn_down_shexp.weight')).toBe('Q4_K');
+    expect(ds.get('blk.5.ffn_down_exps.weight')).toBe('Q8_0');
+    expect(ds.get('blk.5.ffn_down_shexp.weight')).toBe('Q6_K');
+    expect(ds.get('blk.3.ffn_gate_inp.weight')).toBe('F32');
   });
 
   it('falls back to F16 when not even 32 divides the rows', () => {
@@ -155,9 +172,10 @@ describe('replica presets', () => {
     for (const id of PRESET_IDS) {
       const bpw = replicaBitsPerWeight(id, 'Q4_K_M');
       expect(bpw).toBeGreaterThan(4.8);
-      // 896 (Qwen2.5), 2880 (gpt-oss) and 1408 (GLM-4.5 experts) columns are not multiples of 256:
-      // Q5_0/Q8_0 fallbacks
-      expect(bpw).toBeLessThan(id === 'qwen2.5-0.5b' || id === 'gpt-oss-20b' || id === 'glm-4.5-air' ? 6.5 : 5.1);
+      // 896 (Qwen2.5), 2880 (gpt-oss) and 1408 (GLM-4.5 and DeepSeek-V2 experts) columns are not
+      // multiples of 256: Q5_0/Q8_0 fallbacks
+      const fallbacks = ['qwen2.5-0.5b', 'gpt-oss-20b', 'glm-4.5-air', 'deepseek-v2-lite'];
+      expect(bpw).toBeLessThan(fallbacks.includes(id) ? 6.5 : 5.1);
     }
   });
 

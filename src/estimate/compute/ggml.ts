@@ -229,6 +229,13 @@ export function pad(a: Tensor, p0: number): Tensor {
   return op(newTensor(a.type, [a.ne[0] + p0, a.ne[1], a.ne[2], a.ne[3]]), 'PAD', a);
 }
 
+/** ggml_concat: a and b (same type) joined along `dim`, contiguous. */
+export function concat(a: Tensor, b: Tensor, dim: number): Tensor {
+  const ne: Ne = [...a.ne] as Ne;
+  ne[dim] = a.ne[dim]! + b.ne[dim]!;
+  return op(newTensor(a.type, ne), 'CONCAT', a, b);
+}
+
 export function sumRows(a: Tensor): Tensor {
   return op(newTensor(a.type, [1, a.ne[1], a.ne[2], a.ne[3]]), 'SUM_ROWS', a);
 }

@@ -12,14 +12,16 @@
  * soft-capping), 'phi3' (fused qkv and gate/up), 'gpt-oss' (iswa attention with sinks, biased
  * MoE with softmax-after-top-k weights and swiglu_oai), 'glm4moe' (GLM-4.5: q/k/v biases, dense
  * leading layers, sigmoid-gated MoE with a selection bias plus a shared expert; the NextN layer
- * is not run). 'generic' uses the llama graph.
+ * is not run), 'deepseek2' (multi-head latent attention with the absorbed k_b/v_b path over a
+ * K-only cache, dense leading layers, softmax-gated MoE plus shared experts). 'generic' uses the
+ * llama graph.
  */
 
 import type { ExpertGating, ModelInfo, ModelTensor } from '../model-info.js';
 import {
   F16, F32, I32, I64, FLAG_OUTPUT, Graph,
-  add, addId, argsortTopK, clamp, cont, div, external, flashAttnExt, getRows, glu, gluSplit, isContiguous, mul, mulMat,
-  mulMatId, newTensor, pad, permute, reshape, rmsNorm, rope, scale, setInput, setRows, softMax, sumRows, unary,
+  add, addId, argsortTopK, clamp, concat, cont, div, external, flashAttnExt, getRows, glu, gluSplit, isContiguous, mul, mulMat,
+  mulMatId, newTensor, pad, permute, reshape, rmsNorm, rope, scale, setInput, setRows, softMax, sumRows, transpose, unary,
   view, type Tensor,
 } from './ggml.js';
 
@@ -120,6 +122,7 @@ class LlmGraphBuilder {
     if (fam === 'gemma2' || fam === 'gemma3') return this.buildGemma();
     if (fam === 'gpt-oss') return this.buildGptOss();
     if (fam === 'glm4moe') return this.buildGlm4Moe();
+    if (fam === 'deepseek2') return this.buildDeepseek2();
     return this.buildLlama(fam === 'qwen3');
   }
 
@@ -580,6 +583,128 @@ class LlmGraphBuilder {
     }
     // the normed output is t_h_nextn and t_embd at once (already an output of buildOutput)
     return this.buildOutput(inpL, false);
+  }
+
+  /**
+   * src/models/deepseek2.cpp with MLA (hparams.is_mla(): split attn_k_b / attn_v_b). The query is
+   * projected directly (attn_q, the Lite models) or through its low-rank compression (attn_q_a,
+   * attn_q_a_norm, attn_q_b); its no-rope part is absorbed into the latent space by k_b, so
+   * attention is MQA over the cached latent + rotary key, and v_b decompresses its output.
+   */
+  private buildDeepseek2(): BuiltGraph {
+    const m = this.m;
+    const mla = m.mla!;
+    const nTok = this.nTokens;
+    const nHeadKMla = mla.nEmbdHeadKMla;
+    const nRope = mla.nRot;
+    const nNope = nHeadKMla - nRope;
+    const kvLora = mla.kvLoraRank;
+    let inpL = this.buildInpEmbd();
+    this.inpPos = this.buildInpPos();
+    this.attnBase = this.kInputs(this.p.base);
+    this.inpOutIds = this.buildInpOutIds();
+    for (let il = 0; il < m.nLayer; il++) {
+      let inpSA = inpL;
+      let cur = this.buildNorm(inpL, this.wl(il, 'attn_norm.weight'), undefined, il);
+      const nHead = m.nHead[il]!;
+      let q: Tensor;
+      const wq = this.wl(il, 'attn_q.weight');
+      if (wq) {
+        q = mulMat(wq, cur);
+      } else {
+        q = mulMat(this.wl(il, 'attn_q_a.weight')!, cur);
+        q = this.buildNorm(q, this.wl(il, 'attn_q_a_norm.weight'), undefined, il);
+        q = mulMat(this.wl(il, 'attn_q_b.weight')!, q);
+      }
+      q = reshape(q, [nHeadKMla, nHead, nTok]);
+      const kvCmprPe = mulMat(this.wl(il, 'attn_kv_a_mqa.weight')!, cur);
+      const rowKv = kvCmprPe.nb[1];
+      let kvCmpr = view(kvCmprPe, [kvLora, nTok], [rowKv]);
+      let kPe = view(kvCmprPe, [nRope, 1, nTok], [rowKv, rowKv]);
+      kPe = rope(kPe, this.inpPos);
+      kvCmpr = this.buildNorm(kvCmpr, this.wl(il, 'attn_kv_a_norm.weight'), undefined, il);
+
+      let qNope = view(q, [nNope, nHead, nTok], [q.nb[1], q.nb[2]]);
+      let qPe = view(q, [nRope, nHead, nTok], [q.nb[1], q.nb[2]]);
+      qPe = rope(qPe, this.inpPos);
+      qNope = permute(qNope, 0, 2, 1, 3);
+      let qAbsorbed = mulMat(this.wl(il, 'attn_k_b.weight')!, qNope);
+      qAbsorbed = permute(qAbsorbed, 0, 2, 1, 3);
+      const qCur = concat(qAbsorbed, qPe, 0);
+      kvCmpr = reshape(kvCmpr, [kvLora, 1, nTok]);
+      const kCur = concat(kvCmpr, kPe, 0);
+      const vCur = kvCmpr;
+
+      cur = this.buildAttnMla(il, qCur, kCur, vCur, this.wl(il, 'attn_v_b.weight')!);
+      if (il === m.nLayer - 1) {
+        cur = getRows(cur, this.inpOutIds);
+        inpSA = getRows(inpSA, this.inpOutIds);
+      }
+      const ffnInp = add(cur, inpSA);
+      cur = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
+      if (il < m.nLayerDenseLead) {
+        cur = this.buildFfn(il, cur, 'silu');
+      } else {
+        const routed = this.buildMoeFfn(il, cur, m.expertGating, m.expertWeightsNorm, m.expertWeightsScale);
+        const shared = this.buildFfn(il, cur, 'silu', '_shexp');
+        cur = add(routed, shared);
+      }
+      cur = add(cur, ffnInp);
+      inpL = cur;
+    }
+    return this.buildOutput(inpL, false);
+  }
+
+  /** build_attn_inp_k: K indices and the mask, no V indices, no rotation. */
+  private kInputs(cache: KvCacheGraph): AttnInputs {
+    const kIdxs = setInput(newTensor(I64, [this.nTokens]));
+    const nStream = this.p.kvUnified ? 1 : this.p.nSeqs;
+    const mask = setInput(newTensor(this.p.flashAttn ? F16 : F32, [cache.kvSize, this.nTokens / nStream, 1, nStream]));
+    return { kIdxs, vIdxs: kIdxs, mask, kRot: undefined, vRot: undefined };
+  }
+
+  /**
+   * build_attn(llm_graph_input_attn_k) with build_attn_mha's v_mla: K-only cache, V as a view of
+   * the first kv_lora_rank values of each cached K row, the output decompressed by v_b.
+   */
+  private buildAttnMla(il: number, qCur: Tensor, kCur: Tensor, vCur: Tensor, vMla: Tensor): Tensor {
+    const cache = this.p.base;
+    const inp = this.attnBase;
+    this.gf.expand(qCur);
+    this.gf.expand(vCur);
+    this.gf.expand(kCur);
+    const layer = cache.layers.get(il)!;
+    this.gf.expand(this.cpyK(cache, layer.k, kCur, inp.kIdxs));
+
+    let k = this.getK(cache, layer.k, il);
+    let v = view(k, [vCur.ne[0], k.ne[1], k.ne[2], k.ne[3]], [k.nb[1], k.nb[2], k.nb[3]]);
+    const nStream = k.ne[3];
+    let q = view(qCur, [qCur.ne[0], qCur.ne[1], qCur.ne[2] / nStream, nStream], [qCur.nb[1], qCur.nb[2], qCur.nb[3] / nStream]);
+    q = permute(q, 0, 2, 1, 3);
+    k = permute(k, 0, 2, 1, 3);
+    v = permute(v, 0, 2, 1, 3);
+    let cur: Tensor;
+    if (this.p.flashAttn) {
+      // V is a view of K: never transposed
+      cur = flashAttnExt(q, k, v, inp.mask, cache.kvSize);
+      cur = permute(cur, 0, 2, 1, 3);
+      cur = mulMat(vMla, cur);
+      cur = permute(cur, 0, 2, 1, 3);
+      cur = cont(cur);
+      cur = reshape(cur, [cur.ne[0] * cur.ne[1], cur.ne[2] * cur.ne[3]]);
+    } else {
+      let kq = mulMat(k, q);
+      kq = softMax(kq, inp.mask);
+      // v is not transposed (nb[1] <= nb[2]): "avoid this branch" in llama.cpp, taken here
+      v = cont(transpose(v));
+      let kqv = mulMat(v, kq);
+      kqv = mulMat(vMla, kqv);
+      cur = permute(kqv, 0, 2, 1, 3);
+      cur = cont(cur, [cur.ne[0] * cur.ne[1], cur.ne[2] * cur.ne[3]]);
+      this.p.pin?.(cur, il, 'kq-out');
+    }
+    this.gf.expand(cur);
+    return mulMat(this.wl(il, 'attn_output.weight')!, cur);
   }
 
   /** src/models/phi3.cpp */

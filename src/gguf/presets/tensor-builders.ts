@@ -192,3 +192,49 @@ export function glm4moeTensors(h: ModelHparams, denseLead: number, shared: numbe
     return out;
   });
 }
+
+/**
+ * LLM_ARCH_DEEPSEEK2 with multi-head latent attention (llama_model_deepseek2::load_arch_tensors):
+ * per layer a query projection (attn_q without q compression, as in the Lite models), the joint
+ * KV compression plus the rotary key (attn_kv_a_mqa: kvLora + rope wide) and its norm, and the
+ * decompression split the way current conversions write it (DeepseekV2Model.modify_tensors):
+ * attn_k_b {nope, kvLora, heads} (transposed for the absorbed query) and attn_v_b {kvLora,
+ * vHead, heads}; dense FFN in the first `denseLead` layers, then a softmax router, merged experts
+ * and `shared` shared experts of the expert width.
+ */
+export function deepseek2Tensors(
+  h: ModelHparams,
+  mla: { readonly kvLora: number; readonly nope: number; readonly rope: number; readonly vHead: number },
+  denseLead: number,
+  shared: number,
+): TensorDims[] {
+  const ff = h.expertFf ?? h.ff;
+  const n = h.expertCount;
+  const ffSh = ff * shared;
+  return layers(h, (i) => {
+    const out: TensorDims[] = [
+      norm(i, 'attn_norm', h),
+      { name: blk(i, 'attn_q.weight'), dims: [h.embd, h.heads * (mla.nope + mla.rope)] },
+      { name: blk(i, 'attn_kv_a_mqa.weight'), dims: [h.embd, mla.kvLora + mla.rope] },
+      { name: blk(i, 'attn_kv_a_norm.weight'), dims: [mla.kvLora] },
+      { name: blk(i, 'attn_k_b.weight'), dims: [mla.nope, mla.kvLora, h.heads] },
+      { name: blk(i, 'attn_v_b.weight'), dims: [mla.kvLora, mla.vHead, h.heads] },
+      { name: blk(i, 'attn_output.weight'), dims: [h.heads * mla.vHead, h.embd] },
+      norm(i, 'ffn_norm', h),
+    ];
+    if (i < denseLead) {
+      out.push(...denseFfn(h, i));
+    } else {
+      out.push(
+        { name: blk(i, 'ffn_gate_inp.weight'), dims: [h.embd, n] },
+        { name: blk(i, 'ffn_gate_exps.weight'), dims: [h.embd, ff, n] },
+        { name: blk(i, 'ffn_down_exps.weight'), dims: [ff, h.embd, n] },
+        { name: blk(i, 'ffn_up_exps.weight'), dims: [h.embd, ff, n] },
+        { name: blk(i, 'ffn_gate_shexp.weight'), dims: [h.embd, ffSh] },
+        { name: blk(i, 'ffn_down_shexp.weight'), dims: [ffSh, h.embd] },
+        { name: blk(i, 'ffn_up_shexp.weight'), dims: [h.embd, ffSh] },
+      );
+    }
+    return out;
+  });
+}

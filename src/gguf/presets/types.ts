@@ -11,7 +11,8 @@ export type PresetId =
   | 'mixtral-8x7b'
   | 'qwen3-30b-a3b'
   | 'gpt-oss-20b'
-  | 'glm-4.5-air';
+  | 'glm-4.5-air'
+  | 'deepseek-v2-lite';
 
 /** The hyperparameters a memory estimate needs, as the GGUF metadata states them. */
 export interface ModelHparams {
