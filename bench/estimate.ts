@@ -18,6 +18,9 @@ import { PRESET_IDS, REPLICA_QUANTS, readGgufHeader, writeSparseReplica, type Pr
 import { locateLlamaTools } from '../src/llamacpp/index.js';
 import { runFitPrint } from '../src/llamacpp/fit-params.js';
 
+/** Width of the preset column: the longest id and a space. */
+const NAME = Math.max(...PRESET_IDS.map((id) => id.length)) + 2;
+
 const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '200' },
@@ -48,7 +51,7 @@ const file = (id: PresetId, q: ReplicaQuant): string => path.join(dir, `${id}-${
 async function speed(): Promise<void> {
   process.stdout.write(`speed (median of ${READS} header reads and ${RUNS} estimates; ms)\n`);
   process.stdout.write('read all: the whole header decoded; read: without decoding the vocabulary (what the estimator needs)\n');
-  process.stdout.write(`${'preset'.padEnd(16)}${'tensors'.padStart(8)}${'read all'.padStart(9)}${'read'.padStart(9)}${'info'.padStart(9)}${'est cpu'.padStart(9)}${'est 2gpu'.padStart(9)}${'read+est'.padStart(9)}\n`);
+  process.stdout.write(`${'preset'.padEnd(NAME)}${'tensors'.padStart(8)}${'read all'.padStart(9)}${'read'.padStart(9)}${'info'.padStart(9)}${'est cpu'.padStart(9)}${'est 2gpu'.padStart(9)}${'read+est'.padStart(9)}\n`);
   const twoGpus: Placement = { devices: [{ name: 'CUDA0', kind: 'cuda' }, { name: 'CUDA1', kind: 'cuda' }], ngl: 20, tensorSplit: [1, 1] };
   const settings: EstimateSettings = { ctx: 32768 };
   for (const id of PRESET_IDS) {
@@ -72,7 +75,7 @@ async function speed(): Promise<void> {
       gpu.push((await timed(() => estimateMemory(info, settings, twoGpus)))[1]);
     }
     const total = median(reads) + median(infos) + median(cpu);
-    process.stdout.write(`${id.padEnd(16)}${String(header.tensors.length).padStart(8)}${ms(median(full))} ${ms(median(reads))} ${ms(median(infos))} ${ms(median(cpu))} ${ms(median(gpu))} ${ms(total)}\n`);
+    process.stdout.write(`${id.padEnd(NAME)}${String(header.tensors.length).padStart(8)}${ms(median(full))} ${ms(median(reads))} ${ms(median(infos))} ${ms(median(cpu))} ${ms(median(gpu))} ${ms(total)}\n`);
   }
 }
 
@@ -116,7 +119,7 @@ async function accuracy(): Promise<void> {
   process.stdout.write(`\naccuracy: ${cases.length} cases vs llama-fit-params --fit-print on (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
   process.stdout.write(`${refused.length ? `; ${refused.length} left out: llama.cpp refuses different K and V cache types for MLA models` : ''}\n`);
   process.stdout.write('error = |estimate - llama.cpp| / llama.cpp, llama.cpp printing whole MiB rounded down; "=MiB": estimate rounded down equals it\n');
-  process.stdout.write(`${'preset'.padEnd(16)}${'cases'.padStart(6)}${'=MiB'.padStart(6)}${'model'.padStart(9)}${'context'.padStart(9)}${'compute'.padStart(9)}${'total'.padStart(9)}${'min total'.padStart(11)}\n`);
+  process.stdout.write(`${'preset'.padEnd(NAME)}${'cases'.padStart(6)}${'=MiB'.padStart(6)}${'model'.padStart(9)}${'context'.padStart(9)}${'compute'.padStart(9)}${'total'.padStart(9)}${'min total'.padStart(11)}\n`);
   const pct = (x: number): string => `${(x * 100).toFixed(2)}%`.padStart(9);
   const all = { n: 0, exact: 0, model: 0, context: 0, compute: 0, total: 0, minTotal: Infinity };
   for (const id of PRESET_IDS) {
@@ -137,13 +140,13 @@ async function accuracy(): Promise<void> {
       w.total = Math.max(w.total, Math.abs(ratio - 1));
       w.minTotal = Math.min(w.minTotal, ratio - 1);
     });
-    process.stdout.write(`${id.padEnd(16)}${String(w.n).padStart(6)}${String(w.exact).padStart(6)}${pct(w.model)}${pct(w.context)}${pct(w.compute)}${pct(w.total)}${pct(w.minTotal).padStart(11)}\n`);
+    process.stdout.write(`${id.padEnd(NAME)}${String(w.n).padStart(6)}${String(w.exact).padStart(6)}${pct(w.model)}${pct(w.context)}${pct(w.compute)}${pct(w.total)}${pct(w.minTotal).padStart(11)}\n`);
     all.n += w.n;
     all.exact += w.exact;
     for (const k of ['model', 'context', 'compute', 'total'] as const) all[k] = Math.max(all[k], w[k]);
     all.minTotal = Math.min(all.minTotal, w.minTotal);
   }
-  process.stdout.write(`${'all'.padEnd(16)}${String(all.n).padStart(6)}${String(all.exact).padStart(6)}${pct(all.model)}${pct(all.context)}${pct(all.compute)}${pct(all.total)}${pct(all.minTotal).padStart(11)}\n`);
+  process.stdout.write(`${'all'.padEnd(NAME)}${String(all.n).padStart(6)}${String(all.exact).padStart(6)}${pct(all.model)}${pct(all.context)}${pct(all.compute)}${pct(all.total)}${pct(all.minTotal).padStart(11)}\n`);
 }
 
 try {

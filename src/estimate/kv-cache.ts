@@ -15,9 +15,13 @@
  *   key (n_embd_k_gqa = (kv_lora_rank + n_rot) x 1 head), is stored; there is no V tensor (the
  *   graph reads V as a view of K's first kv_lora_rank values), and the K-only attention input
  *   (build_attn_inp_k) adds no rotation.
+ * - Hybrid models (Qwen3-Next): only the full-attention layers have a KV cache; each recurrent layer
+ *   has an F32 conv state (n_embd_r) and delta-net state (n_embd_s) per cell in llama_memory_recurrent
+ *   ("RS buffer", part of llama.cpp's context figure), max(1, n_seq_max) cells, no streams. They are
+ *   KvLayer entries with `recurrent` set: K = the conv state, V = the delta-net state.
  */
 
-import { rowBytes, type GgmlTypeInfo } from '../gguf/ggml-types.js';
+import { GGML_TYPES, rowBytes, type GgmlTypeInfo } from '../gguf/ggml-types.js';
 import type { ModelInfo } from './model-info.js';
 import type { ResolvedSettings } from './settings.js';
 
@@ -43,6 +47,8 @@ export interface KvLayer {
   /** K row width (n_embd_k_gqa) and stored V row width. */
   readonly kWidth: number;
   readonly vWidth: number;
+  /** A recurrent layer's state (kWidth = n_embd_r, vWidth = n_embd_s, cells = rs size). */
+  readonly recurrent?: true;
 }
 
 export interface KvPlan {
@@ -96,6 +102,22 @@ export function kvPlan(m: ModelInfo, s: ResolvedSettings, flashAttn: boolean): K
     const vBytes = hasV ? rowBytes(s.typeV.name, vWidth) * cells * s.nStream : 0;
     layers.push({ il, swa, cells, streams: s.nStream, kBytes, vBytes, typeK: s.typeK, typeV: s.typeV, kWidth, vWidth });
     bytes += kBytes + vBytes;
+  }
+
+  const rec = m.recurrent;
+  if (rec) {
+    // llama_memory_recurrent: mem_size = max(1, n_seq_max) rows (n_rs_seq = 0) of r and s per layer
+    const cells = Math.max(1, s.nSeq);
+    const f32 = GGML_TYPES.F32;
+    for (let il = 0; il < m.nLayer; il++) {
+      if (!rec.isRecurrent[il]) continue;
+      const kBytes = rowBytes('F32', rec.nEmbdR) * cells;
+      const vBytes = rowBytes('F32', rec.nEmbdS) * cells;
+      layers.push({
+        il, swa: false, cells, streams: 1, kBytes, vBytes, typeK: f32, typeV: f32, kWidth: rec.nEmbdR, vWidth: rec.nEmbdS, recurrent: true,
+      });
+      bytes += kBytes + vBytes;
+    }
   }
 
   const rotK = hasV ? rotation(s.typeK, m.nEmbdHeadK, true) : 0;

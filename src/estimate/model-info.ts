@@ -33,7 +33,7 @@ export interface ModelTensor {
 export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
 
 /** The graph families the compute model knows (see compute/graph-llm.ts). */
-export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'generic';
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'qwen3next' | 'generic';
 
 /**
  * Multi-head latent attention (DeepSeek-V2/V3; llama_hparams::is_mla): the model is converted to
@@ -52,6 +52,30 @@ export interface MlaInfo {
   readonly nEmbdHeadVMla: number;
   /** rope.dimension_count (n_rot): the rotary part of a query/key head. */
   readonly nRot: number;
+}
+
+/**
+ * The recurrent (linear-attention) layers of a hybrid model (llama_hparams ssm_*, is_recr): Qwen3-Next's
+ * gated delta net. Each keeps, per sequence, a conv state of nEmbdR and a delta-net state of nEmbdS
+ * F32 values (llama_memory_recurrent's r_l / s_l, n_embd_r() / n_embd_s()).
+ */
+export interface RecurrentInfo {
+  /** Per layer: a recurrent layer (no KV cache). */
+  readonly isRecurrent: readonly boolean[];
+  /** ssm.conv_kernel (d_conv) */
+  readonly dConv: number;
+  /** ssm.inner_size (d_inner = value heads x value head size) */
+  readonly dInner: number;
+  /** ssm.state_size (d_state: the key/value head size) */
+  readonly dState: number;
+  /** ssm.group_count (n_group: key heads) */
+  readonly nGroup: number;
+  /** ssm.time_step_rank (dt_rank: value heads) */
+  readonly dtRank: number;
+  /** (d_conv - 1) x (d_inner + 2 n_group d_state) */
+  readonly nEmbdR: number;
+  /** d_state x d_inner */
+  readonly nEmbdS: number;
 }
 
 /** How a MoE router turns logits into expert weights (llama_expert_gating_func_type). */
@@ -96,6 +120,10 @@ export interface ModelInfo {
   readonly expertWeightsScale: number;
   /** Set for models with multi-head latent attention (key_length_mla and value_length_mla present). */
   readonly mla?: MlaInfo;
+  /** Set for hybrid models with recurrent layers that are modelled (qwen3next). */
+  readonly recurrent?: RecurrentInfo;
+  /** Width of a shared expert when declared (expert_shared_feed_forward_length), else 0. */
+  readonly nFfShexp: number;
   readonly swaType: SwaType;
   /** Sliding window in tokens (0 when none). */
   readonly nSwa: number;
@@ -177,10 +205,11 @@ const FAMILY: Readonly<Record<string, GraphFamily>> = {
   'gpt-oss': 'gpt-oss',
   glm4moe: 'glm4moe',
   deepseek2: 'deepseek2',
+  qwen3next: 'qwen3next',
 };
 
 /** Architectures whose loader skips the NextN/MTP layers' tensors (TENSOR_SKIP without load_mtp). */
-const SKIPS_NEXTN_TENSORS = new Set(['glm4moe']);
+const SKIPS_NEXTN_TENSORS = new Set(['glm4moe', 'qwen3next']);
 
 /** llama_expert_gating_func_type values of <arch>.expert_gating_func. */
 const GATING: Readonly<Record<number, ExpertGating>> = { 1: 'softmax', 2: 'sigmoid', 3: 'softmax-weight' };
@@ -229,7 +258,7 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
   if (!nVocab) throw new ModelInfoError('vocabulary size unknown');
 
   const nHead = perLayer(key('attention.head_count'), nLayer, new Array<number>(nLayer).fill(0));
-  const nHeadKv = perLayer(key('attention.head_count_kv'), nLayer, nHead);
+  let nHeadKv = perLayer(key('attention.head_count_kv'), nLayer, nHead);
   const nFf = perLayer(key('feed_forward_length'), nLayer, new Array<number>(nLayer).fill(0));
   const head0 = nHead.find((h) => h > 0) ?? 1;
   const nEmbdHeadK = num(key('attention.key_length')) ?? nEmbd / head0;
@@ -277,15 +306,45 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     }
     : undefined;
 
+  // Qwen3-Next (load_arch_hparams): recurrent layers from attention.recurrent_layers or every layer
+  // but each full_attention_interval-th; the hybrid memory gives KV only to the other trunk layers
+  // (filter_attn: il < n_layer, not recurrent), none to the NextN/MTP layers.
+  let recurrent: RecurrentInfo | undefined;
+  if (arch === 'qwen3next') {
+    const nTrunk = nLayer - nLayerNextn;
+    const declared = key('attention.recurrent_layers');
+    const interval = num(key('full_attention_interval')) ?? 4;
+    const isRecurrent = Array.isArray(declared)
+      ? Array.from({ length: nLayer }, (_, il) => Boolean(declared[il]))
+      : Array.from({ length: nLayer }, (_, il) => il < nTrunk && (il + 1) % interval !== 0);
+    const dConv = num(key('ssm.conv_kernel')) ?? 0;
+    const dInner = num(key('ssm.inner_size')) ?? 0;
+    const dState = num(key('ssm.state_size')) ?? 0;
+    const nGroup = num(key('ssm.group_count')) ?? 0;
+    const dtRank = num(key('ssm.time_step_rank')) ?? 0;
+    recurrent = {
+      isRecurrent, dConv, dInner, dState, nGroup, dtRank,
+      nEmbdR: (dConv > 0 ? dConv - 1 : 0) * (dInner + 2 * nGroup * dState),
+      nEmbdS: dState * dInner,
+    };
+    nHeadKv = nHeadKv.map((h, il) => (il >= nTrunk || isRecurrent[il] ? 0 : h));
+  }
+
   let family = FAMILY[arch] ?? 'generic';
   if (family === 'deepseek2' && !mla) {
     // legacy conversions with the unsplit attn_kv_b (plain MHA after decompression) are not modelled
     family = 'generic';
   }
+  const firstRecurrent = recurrent?.isRecurrent.indexOf(true) ?? -1;
+  if (family === 'qwen3next' && firstRecurrent >= 0 && !tensorByName.has(`blk.${firstRecurrent}.attn_qkv.weight`)) {
+    // legacy conversions with the joint ssm_in projection (build_qkvz's slower path) are not modelled
+    family = 'generic';
+    caveats.push(`${arch}: legacy ssm_in projection; the recurrent layers' compute is not modelled`);
+  }
   if (family === 'generic') {
     caveats.push(`${arch}: no exact compute-graph model; the compute buffer is estimated with the llama graph shape`);
   }
-  if (nHeadKv.some((h) => h === 0)) {
+  if (!recurrent && nHeadKv.some((h) => h === 0)) {
     caveats.push(`${arch}: layers without attention (recurrent state) are not modelled`);
   }
 
@@ -313,6 +372,8 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     expertWeightsNorm: (num(key('expert_weights_norm')) ?? 0) !== 0,
     expertWeightsScale: num(key('expert_weights_scale')) ?? 0,
     ...(mla ? { mla } : {}),
+    ...(recurrent ? { recurrent } : {}),
+    nFfShexp: num(key('expert_shared_feed_forward_length')) ?? 0,
     swaType,
     nSwa,
     isSwa,

@@ -20,6 +20,7 @@ import { GPT_OSS_20B } from './presets/gpt-oss.js';
 import { LLAMA_3_8B, MISTRAL_7B, MIXTRAL_8X7B } from './presets/llama.js';
 import { PHI_3_MINI } from './presets/phi.js';
 import { QWEN25_05B, QWEN3_30B_A3B } from './presets/qwen.js';
+import { QWEN3_NEXT_80B_A3B } from './presets/qwen3next.js';
 import { tokenizerMetadata } from './presets/tokenizer.js';
 import type { PresetId, PresetSpec } from './presets/types.js';
 import { kv, type GgufTypedValue } from './value-types.js';
@@ -40,6 +41,7 @@ export const PRESETS: Readonly<Record<PresetId, PresetSpec>> = {
   'gpt-oss-20b': GPT_OSS_20B,
   'glm-4.5-air': GLM_45_AIR,
   'deepseek-v2-lite': DEEPSEEK_V2_LITE,
+  'qwen3-next-80b-a3b': QWEN3_NEXT_80B_A3B,
 };
 
 export const PRESET_IDS = Object.keys(PRESETS) as PresetId[];
@@ -60,11 +62,13 @@ export interface ReplicaTensor {
 
 /**
  * Type convert_hf_to_gguf.py gives a tensor in an F16 conversion: F32 for 1-D tensors, norms and
- * MoE router weights (conversion/base.py, prepare_tensors), F16 for the rest.
+ * MoE router weights, shared-expert gates and SSM conv kernels (conversion/base.py,
+ * prepare_tensors), F16 for the rest.
  */
 function convertF16Type(name: string, dims: readonly number[]): GgmlTypeName {
   if (dims.length <= 1 || name.endsWith('_norm.weight')) return 'F32';
-  if (name.includes('ffn_gate_inp.') || !name.endsWith('.weight')) return 'F32';
+  if (name.includes('ffn_gate_inp.') || name.includes('ffn_gate_inp_shexp.') || name.includes('ssm_conv1d.')) return 'F32';
+  if (!name.endsWith('.weight')) return 'F32';
   return 'F16';
 }
 

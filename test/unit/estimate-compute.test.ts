@@ -56,6 +56,8 @@ const MEASURED: [PresetId, ReplicaQuant, EstimateSettings, number][] = [
   ['glm-4.5-air', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'off', ubatch: 2048, cacheTypeK: 'q8_0' }, 6448.10],
   ['deepseek-v2-lite', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 961.05],
   ['deepseek-v2-lite', 'Q4_K_M', { ctx: 32768, parallel: 1, flashAttn: 'off', ubatch: 2048 }, 4585.09],
+  ['qwen3-next-80b-a3b', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 1235.01],
+  ['qwen3-next-80b-a3b', 'Q4_K_M', { ctx: 32768, parallel: 1, flashAttn: 'off', ubatch: 2048 }, 4520.04],
 ];
 
 describe('compute buffer of the real graphs (CPU)', () => {

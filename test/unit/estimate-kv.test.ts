@@ -126,4 +126,29 @@ describe('KV cache size', () => {
       replicas.cleanup();
     }
   });
+
+  it('gives Qwen3-Next KV only on its full-attention layers and a recurrent state to the others', async () => {
+    const replicas = new Replicas();
+    try {
+      const m = await replicas.info('qwen3-next-80b-a3b', 'Q4_K_M');
+      expect(m.family).toBe('qwen3next');
+      expect(m.caveats).toEqual([]);
+      // 48 trunk layers plus the MTP layer, whose tensors llama.cpp skips
+      expect([m.nLayer, m.nLayerNextn, m.tensorByName.has('blk.48.nextn.eh_proj.weight')]).toEqual([49, 1, false]);
+      const rec = m.recurrent!;
+      expect([rec.dConv, rec.dInner, rec.dState, rec.nGroup, rec.dtRank, rec.nEmbdR, rec.nEmbdS]).toEqual([4, 4096, 128, 16, 32, 3 * 8192, 128 * 4096]);
+      const attn = [3, 7, 11, 15, 19, 23, 27, 31, 35, 39, 43, 47];
+      const plan = kvPlan(m, resolveSettings(m, { ctx: 32768, parallel: 4, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }), true);
+      expect(plan.layers.filter((l) => !l.recurrent).map((l) => l.il)).toEqual(attn);
+      expect(plan.layers.filter((l) => l.recurrent)).toHaveLength(36);
+      // llama-fit-params -v: KV 408.00 MiB (8192 cells x 4 streams, 12 layers, q8_0), RS 301.50 MiB
+      // (4 cells: R 13.50 MiB, S 288.00 MiB)
+      const kv = plan.layers.filter((l) => !l.recurrent).reduce((a, l) => a + l.kBytes + l.vBytes, 0);
+      const rs = plan.layers.filter((l) => l.recurrent).reduce((a, l) => a + l.kBytes + l.vBytes, 0);
+      expect([kv / MiB, rs / MiB]).toEqual([408, 301.5]);
+      expect(plan.bytes).toBe(kv + rs);
+    } finally {
+      replicas.cleanup();
+    }
+  });
 });

@@ -29,6 +29,7 @@ const TENSOR_COUNTS: Record<PresetId, number> = {
   'gpt-oss-20b': 459,
   'glm-4.5-air': 803,
   'deepseek-v2-lite': 404,
+  'qwen3-next-80b-a3b': 863,
 };
 
 function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
@@ -152,6 +153,24 @@ describe('replica presets', () => {
     expect(ds.get('blk.5.ffn_down_exps.weight')).toBe('Q8_0');
     expect(ds.get('blk.5.ffn_down_shexp.weight')).toBe('Q6_K');
     expect(ds.get('blk.3.ffn_gate_inp.weight')).toBe('F32');
+
+    // Qwen3-Next: the linear-attention layers' fused attn_qkv counts as attn_v (48 with the 12
+    // attn_v); the conv kernel, A, dt bias and the shared-expert gate ({2048, 1}) stay F32.
+    const q3n = typesOf('qwen3-next-80b-a3b', 'Q4_K_M');
+    expect(q3n.get('output.weight')).toBe('Q6_K');
+    expect(q3n.get('blk.0.attn_qkv.weight')).toBe('Q6_K');
+    expect(q3n.get('blk.0.attn_gate.weight')).toBe('Q4_K');
+    expect(q3n.get('blk.0.ssm_ba.weight')).toBe('Q4_K');
+    expect(q3n.get('blk.0.ssm_out.weight')).toBe('Q4_K');
+    expect(q3n.get('blk.0.ssm_conv1d.weight')).toBe('F32');
+    expect(q3n.get('blk.0.ssm_a')).toBe('F32');
+    expect(q3n.get('blk.0.ssm_dt.bias')).toBe('F32');
+    expect(q3n.get('blk.0.ffn_gate_inp_shexp.weight')).toBe('F32');
+    expect(q3n.get('blk.3.attn_v.weight')).toBe('Q6_K');
+    expect(q3n.get('blk.3.attn_q.weight')).toBe('Q4_K');
+    expect(q3n.get('blk.10.ffn_down_exps.weight')).toBe('Q4_K');
+    expect(q3n.get('blk.48.nextn.eh_proj.weight')).toBe('Q4_K');
+    expect(replicaTensors('qwen3-next-80b-a3b', 'F16').find((t) => t.name === 'blk.0.ssm_conv1d.weight')?.type).toBe('F32');
   });
 
   it('falls back to F16 when not even 32 divides the rows', () => {

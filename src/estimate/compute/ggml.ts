@@ -13,7 +13,8 @@ export type Op =
   | 'GET_ROWS' | 'SET_ROWS' | 'MUL_MAT' | 'MUL_MAT_ID'
   | 'ADD' | 'ADD_ID' | 'MUL' | 'DIV' | 'SCALE' | 'CLAMP' | 'UNARY' | 'GLU'
   | 'RMS_NORM' | 'NORM' | 'ROPE' | 'SOFT_MAX' | 'FLASH_ATTN_EXT'
-  | 'CONT' | 'CPY' | 'PAD' | 'SUM_ROWS' | 'ARGSORT' | 'CONCAT';
+  | 'CONT' | 'CPY' | 'PAD' | 'SUM_ROWS' | 'ARGSORT' | 'CONCAT'
+  | 'SSM_CONV' | 'L2_NORM' | 'REPEAT' | 'GATED_DELTA_NET';
 
 /** ggml_op_can_inplace (ggml-alloc.c), restricted to the ops above. */
 const INPLACE_OPS: ReadonlySet<Op> = new Set<Op>([
@@ -70,8 +71,9 @@ export class Tensor {
     return this.viewSrc !== undefined;
   }
 
-  /** ggml_nbytes */
+  /** ggml_nbytes (0 for an empty tensor) */
   get nbytes(): number {
+    if (this.ne.some((n) => n <= 0)) return 0;
     const blck = this.type.blockSize;
     let bytes: number;
     if (blck === 1) {
@@ -219,6 +221,38 @@ export function glu(a: Tensor): Tensor {
 
 export function cont(a: Tensor, ne?: readonly number[]): Tensor {
   return op(newTensor(a.type, ne ?? a.ne), 'CONT', a);
+}
+
+/** ggml_cpy(a, b): copies a into b; the result is a view of b. */
+export function cpyInto(a: Tensor, b: Tensor): Tensor {
+  return op(new Tensor(b.type, [...b.ne] as Ne, [...b.nb] as Ne, b), 'CPY', a, b);
+}
+
+/** ggml_scale_inplace: a view of `a` (used on recurrent-state rows that live in the cache). */
+export function scaleInplace(a: Tensor): Tensor {
+  return op(new Tensor(a.type, [...a.ne] as Ne, [...a.nb] as Ne, a), 'SCALE', a);
+}
+
+/** ggml_l2_norm: same shape, contiguous. */
+export const l2Norm = (a: Tensor): Tensor => like(a, 'L2_NORM', a);
+
+/** ggml_repeat_4d */
+export function repeat4d(a: Tensor, ne: readonly number[]): Tensor {
+  return op(newTensor(a.type, ne), 'REPEAT', a);
+}
+
+/** ggml_ssm_conv: sx [d_conv - 1 + n_t, d_inner, n_s] and kernel c [d_conv, d_inner] -> F32 [d_inner, n_t, n_s]. */
+export function ssmConv(sx: Tensor, c: Tensor): Tensor {
+  return op(newTensor(F32, [c.ne[1], sx.ne[0] - c.ne[0] + 1, sx.ne[2]]), 'SSM_CONV', sx, c);
+}
+
+/**
+ * ggml_gated_delta_net: F32 [S_v * H, n_tokens * n_seqs + K * S_v * n_seqs], the attention output
+ * followed by the K state snapshots.
+ */
+export function gatedDeltaNet(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, state: Tensor, K = 1): Tensor {
+  const [sV, h, nTok, nSeqs] = v.ne;
+  return op(newTensor(F32, [sV * h, nTok * nSeqs + K * sV * nSeqs]), 'GATED_DELTA_NET', q, k, v, g, beta, state);
 }
 
 export function cast(a: Tensor, type: GgmlTypeInfo): Tensor {

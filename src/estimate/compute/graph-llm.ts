@@ -13,16 +13,17 @@
  * MoE with softmax-after-top-k weights and swiglu_oai), 'glm4moe' (GLM-4.5: q/k/v biases, dense
  * leading layers, sigmoid-gated MoE with a selection bias plus a shared expert; the NextN layer
  * is not run), 'deepseek2' (multi-head latent attention with the absorbed k_b/v_b path over a
- * K-only cache, dense leading layers, softmax-gated MoE plus shared experts). 'generic' uses the
- * llama graph.
+ * K-only cache, dense leading layers, softmax-gated MoE plus shared experts), 'qwen3next' (hybrid:
+ * gated-delta-net layers over the recurrent state with the fused ggml_gated_delta_net, gated full
+ * attention every 4th layer, MoE plus a sigmoid-gated shared expert). 'generic' uses the llama graph.
  */
 
 import type { ExpertGating, ModelInfo, ModelTensor } from '../model-info.js';
 import {
   F16, F32, I32, I64, FLAG_OUTPUT, Graph,
-  add, addId, argsortTopK, clamp, concat, cont, div, external, flashAttnExt, getRows, glu, gluSplit, isContiguous, mul, mulMat,
-  mulMatId, newTensor, pad, permute, reshape, rmsNorm, rope, scale, setInput, setRows, softMax, sumRows, transpose, unary,
-  view, type Tensor,
+  add, addId, argsortTopK, clamp, concat, cont, cpyInto, div, external, flashAttnExt, gatedDeltaNet, getRows, glu, gluSplit,
+  isContiguous, l2Norm, mul, mulMat, mulMatId, newTensor, pad, permute, repeat4d, reshape, rmsNorm, rope, scale, scaleInplace,
+  setInput, setRows, softMax, ssmConv, sumRows, transpose, unary, view, type Tensor,
 } from './ggml.js';
 
 /** One KV cache (llama_kv_cache): its size and, per layer, its K/V tensors. */
@@ -51,6 +52,8 @@ export interface GraphInputs {
   /** The non-SWA cache, and the SWA cache for models with sliding-window layers. */
   readonly base: KvCacheGraph;
   readonly swa: KvCacheGraph | undefined;
+  /** Recurrent layers' conv (r) and delta-net (s) states, [n_embd_r | n_embd_s, rs size] (hybrid models). */
+  readonly recurrent?: ReadonlyMap<number, { readonly r: Tensor; readonly s: Tensor }>;
   /** Device of each weight (index into the backends; the CPU is the last). */
   readonly weightDevice: (t: ModelTensor) => number;
   /** Called for tensors llama.cpp pins to a backend (cb() "norm" of a layer, attention without KV offload). */
@@ -123,6 +126,7 @@ class LlmGraphBuilder {
     if (fam === 'gpt-oss') return this.buildGptOss();
     if (fam === 'glm4moe') return this.buildGlm4Moe();
     if (fam === 'deepseek2') return this.buildDeepseek2();
+    if (fam === 'qwen3next') return this.buildQwen3Next();
     return this.buildLlama(fam === 'qwen3');
   }
 
@@ -225,7 +229,7 @@ class LlmGraphBuilder {
   }
 
   /** build_attn with a KV cache (plain or iswa), then the output projection. */
-  private buildAttn(il: number, q: Tensor, k: Tensor, v: Tensor, iswa: boolean): Tensor {
+  private buildAttn(il: number, q: Tensor, k: Tensor, v: Tensor, iswa: boolean, project = true): Tensor {
     const isSwa = this.m.isSwa[il] === true && this.p.swa !== undefined;
     const cache = isSwa ? this.p.swa! : this.p.base;
     const inp = isSwa ? this.attnSwa! : this.attnBase;
@@ -250,6 +254,7 @@ class LlmGraphBuilder {
     const sinks = this.wl(il, 'attn_sinks.weight');
     let cur = this.buildAttnMha(il, q, this.getK(cache, layer.k, il), this.getV(cache, layer.v, il), inp.mask, cache.kvSize, sinks);
     if (inp.vRot) cur = this.hadamard(cur, inp.vRot);
+    if (!project) return cur;
     cur = mulMat(this.wl(il, 'attn_output.weight')!, cur);
     const bo = this.wl(il, 'attn_output.bias');
     if (bo) cur = add(cur, bo);
@@ -705,6 +710,163 @@ class LlmGraphBuilder {
     }
     this.gf.expand(cur);
     return mulMat(this.wl(il, 'attn_output.weight')!, cur);
+  }
+
+  /**
+   * src/models/qwen3next.cpp with the hybrid memory (build_inp_mem_hybrid): gated-delta-net layers
+   * (delta-net-base.cpp: build_conv_state, build_rs, the fused ggml_gated_delta_net that
+   * resolve_fused_ops keeps on the CPU) and full gated-attention layers, every layer with a
+   * softmax-routed MoE plus a sigmoid-gated shared expert. The NextN/MTP layer is not run; the
+   * normed last hidden state (t_h_nextn) is an output and the output rows are picked after it.
+   */
+  private buildQwen3Next(): BuiltGraph {
+    const m = this.m;
+    const nTrunk = m.nLayer - m.nLayerNextn;
+    let inpL = this.buildInpEmbd();
+    // build_rs_inp_impl: s_copy over the rs cells, split into this ubatch's sequences and the rest
+    const nRs = this.p.recurrent?.values().next().value?.r.ne[1] ?? Math.max(1, this.p.nSeqs);
+    const sCopy = setInput(newTensor(I32, [nRs]));
+    const rsInp = {
+      main: view(sCopy, [this.p.nSeqs], []),
+      extra: view(sCopy, [nRs - this.p.nSeqs], []),
+      nRs,
+    };
+    this.buildAttnInputs();
+    this.inpPos = this.buildInpPos();
+    this.inpOutIds = this.buildInpOutIds();
+    for (let il = 0; il < nTrunk; il++) {
+      const inpSA = inpL;
+      let cur = this.buildNorm(inpL, this.wl(il, 'attn_norm.weight'), undefined, il);
+      this.gf.expand(cur);
+      cur = m.recurrent?.isRecurrent[il] ? this.buildGdnLayer(il, cur, rsInp) : this.buildGatedAttn(il, cur);
+      cur = add(cur, inpSA);
+      const ffnResidual = cur;
+      const post = this.buildNorm(cur, this.wl(il, 'post_attention_norm.weight'), undefined, il);
+      const routed = this.buildMoeFfn(il, post, m.expertGating, true, m.expertWeightsScale);
+      let shared = this.buildFfn(il, post, 'silu', '_shexp');
+      let sharedGate = mulMat(this.wl(il, 'ffn_gate_inp_shexp.weight')!, post);
+      sharedGate = unary(sharedGate);
+      shared = mul(shared, sharedGate);
+      cur = add(routed, shared);
+      cur = add(cur, ffnResidual);
+      inpL = cur;
+    }
+    let cur = this.buildNorm(inpL, this.w('output_norm.weight'), undefined, -1);
+    // t_h_nextn and t_embd are graph outputs (set_outputs)
+    cur.flags |= FLAG_OUTPUT;
+    cur = getRows(cur, this.inpOutIds);
+    cur.flags |= FLAG_OUTPUT;
+    const logits = mulMat(this.outputWeight(), cur);
+    this.gf.expand(logits);
+    logits.flags |= FLAG_OUTPUT;
+    return { graph: this.gf, logits };
+  }
+
+  /** llm_graph_context::build_rs: zero one state (in place), gather this ubatch's states, copy the rest. */
+  private buildRs(states: Tensor, stateSize: number, rs: { main: Tensor; extra: Tensor; nRs: number }): Tensor {
+    const nSeqs = this.p.nSeqs;
+    const st = reshape(states, [stateSize, states.ne[1]]);
+    this.gf.expand(scaleInplace(view(st, [stateSize], [])));
+    const out = getRows(st, rs.main);
+    this.gf.expand(out);
+    const extra = getRows(st, rs.extra);
+    this.gf.expand(cpyInto(extra, view(states, [stateSize, rs.nRs - nSeqs], [states.nb[1]])));
+    return out;
+  }
+
+  /** llama_model_qwen3next::graph::build_layer_attn_linear with the fused gated delta net. */
+  private buildGdnLayer(il: number, input: Tensor, rs: { main: Tensor; extra: Tensor; nRs: number }): Tensor {
+    const rec = this.m.recurrent!;
+    const nSeqs = this.p.nSeqs;
+    const nSeqTok = this.nTokens / nSeqs;
+    const headK = rec.dState;
+    const nK = rec.nGroup;
+    const nV = rec.dtRank;
+    const headV = rec.dInner / nV;
+    const { r: rAll, s: sAll } = this.p.recurrent!.get(il)!;
+
+    // build_qkvz (the optimized path: attn_qkv + attn_gate)
+    let qkvMixed = mulMat(this.wl(il, 'attn_qkv.weight')!, input);
+    qkvMixed = reshape(qkvMixed, [qkvMixed.ne[0], nSeqTok, nSeqs]);
+    const z = mulMat(this.wl(il, 'attn_gate.weight')!, input);
+
+    const mixedBa = mulMat(this.wl(il, 'ssm_ba.weight')!, input);
+    const ba = reshape(mixedBa, [(2 * nV) / nK, nK, nSeqTok, nSeqs]);
+    const half = nV / nK;
+    const bView = view(ba, [half, nK, nSeqTok, nSeqs], [ba.nb[1], ba.nb[2], ba.nb[3]]);
+    const aView = view(ba, [half, nK, nSeqTok, nSeqs], [ba.nb[1], ba.nb[2], ba.nb[3]]);
+    let beta = unary(cont(bView));
+    const alpha = cont(aView, [nV, nSeqTok, nSeqs]);
+    let gate = mul(unary(add(alpha, this.wl(il, 'ssm_dt.bias')!)), this.wl(il, 'ssm_a')!);
+    beta = reshape(beta, [1, nV, nSeqTok, nSeqs]);
+    gate = reshape(gate, [1, nV, nSeqTok, nSeqs]);
+
+    // build_conv_state
+    const convKernel = this.wl(il, 'ssm_conv1d.weight')!;
+    const kSize = convKernel.ne[0];
+    const channels = rec.dInner + 2 * nK * headK;
+    let convStates = this.buildRs(rAll, rec.nEmbdR, rs);
+    convStates = reshape(convStates, [kSize - 1, channels, nSeqs]);
+    const convInput = concat(convStates, transpose(qkvMixed), 0);
+    const last = view(convInput, [kSize - 1, channels, nSeqs], [convInput.nb[1], convInput.nb[2]]);
+    this.gf.expand(cpyInto(last, view(rAll, [(kSize - 1) * channels, nSeqs], [rAll.nb[1]])));
+
+    let state = this.buildRs(sAll, rec.nEmbdS, rs);
+    state = reshape(state, [headV, headV, nV, nSeqs]);
+
+    const convOut = unary(ssmConv(convInput, convKernel));
+    const row = convOut.nb[1];
+    const e = convOut.type.typeSize;
+    let q = view(convOut, [headK, nK, nSeqTok, nSeqs], [headK * e, row, row * nSeqTok]);
+    let k = view(convOut, [headK, nK, nSeqTok, nSeqs], [headK * e, row, row * nSeqTok]);
+    const v = view(convOut, [headV, nV, nSeqTok, nSeqs], [headV * e, row, row * nSeqTok]);
+    q = l2Norm(q);
+    k = l2Norm(k);
+    if (nK !== nV) {
+      const rep = nV / nK;
+      q = reshape(repeat4d(reshape(q, [headK, 1, nK, nSeqTok * nSeqs]), [headK, rep, nK, nSeqTok * nSeqs]), [headK, nV, nSeqTok, nSeqs]);
+      k = reshape(repeat4d(reshape(k, [headK, 1, nK, nSeqTok * nSeqs]), [headK, rep, nK, nSeqTok * nSeqs]), [headK, nV, nSeqTok, nSeqs]);
+    }
+
+    // build_recurrent_attn -> build_delta_net_fused (K = 1)
+    const res = gatedDeltaNet(q, k, v, gate, beta, state);
+    const f = res.type.typeSize;
+    const output = view(res, [headV, nV, nSeqTok, nSeqs], [headV * f, headV * nV * f, headV * nV * nSeqTok * f]);
+    const newState = view(res, [headV, headV, nV, nSeqs], [headV * f, headV * headV * f, headV * headV * nV * f]);
+    this.gf.expand(cpyInto(newState, view(sAll, [rec.nEmbdS, nSeqs], [sAll.nb[1]])));
+
+    // build_norm_gated, then the output projection
+    const z2d = reshape(z, [headV, nV, nSeqTok, nSeqs]);
+    const normed = this.buildNorm(output, this.wl(il, 'ssm_norm.weight'), undefined, il);
+    let cur = mul(normed, unary(z2d));
+    cur = reshape(cur, [headV * nV, nSeqTok, nSeqs]);
+    cur = mulMat(this.wl(il, 'ssm_out.weight')!, cur);
+    return reshape(cur, [this.m.nEmbd, nSeqTok * nSeqs]);
+  }
+
+  /** llama_model_qwen3next::graph::build_layer_attn: q doubled for the output gate, q/k norms, partial rope. */
+  private buildGatedAttn(il: number, cur: Tensor): Tensor {
+    const hd = this.m.nEmbdHeadK;
+    const nHead = this.m.nHead[il]!;
+    const nHeadKv = this.m.nHeadKv[il]!;
+    const nTok = this.nTokens;
+    let qFull = mulMat(this.wl(il, 'attn_q.weight')!, cur);
+    qFull = reshape(qFull, [hd * 2, nHead, nTok, 1]);
+    let q = view(qFull, [hd, nHead, nTok, 1], [qFull.nb[1], qFull.nb[2], qFull.nb[3]]);
+    let gate = view(qFull, [hd, nHead, nTok, 1], [qFull.nb[1], qFull.nb[2], qFull.nb[3]]);
+    let k = mulMat(this.wl(il, 'attn_k.weight')!, cur);
+    let v = mulMat(this.wl(il, 'attn_v.weight')!, cur);
+    k = reshape(k, [hd, nHeadKv, nTok]);
+    v = reshape(v, [hd, nHeadKv, nTok]);
+    q = this.buildNorm(q, this.wl(il, 'attn_q_norm.weight'), undefined, il);
+    k = this.buildNorm(k, this.wl(il, 'attn_k_norm.weight'), undefined, il);
+    q = rope(q, this.inpPos);
+    k = rope(k, this.inpPos);
+    let out = this.buildAttn(il, q, k, v, false, false);
+    gate = cont(gate, [hd * nHead, nTok]);
+    gate = unary(gate);
+    out = mul(out, gate);
+    return mulMat(this.wl(il, 'attn_output.weight')!, out);
   }
 
   /** src/models/phi3.cpp */

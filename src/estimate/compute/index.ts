@@ -92,6 +92,14 @@ function simulate(c: ComputeInputs): ComputeSizes {
     if (reason === 'kq-out' && !s.kvOffload) t.forcedBackend = cpuIndex;
   };
 
+  // llama_memory_recurrent's r_l / s_l of each recurrent layer, placed like the KV cache
+  const recurrent = new Map<number, { r: Tensor; s: Tensor }>();
+  for (const L of c.kv.layers) {
+    if (!L.recurrent) continue;
+    const dev = s.kvOffload ? layerBackend(L.il) : cpuIndex;
+    recurrent.set(L.il, { r: external(L.typeK, [L.kWidth, L.cells], dev, false), s: external(L.typeV, [L.vWidth, L.cells], dev, false) });
+  }
+
   const built = buildLlmGraph({
     model: m,
     nTokens,
@@ -101,6 +109,7 @@ function simulate(c: ComputeInputs): ComputeSizes {
     kvUnified: s.kvUnified,
     base: cacheGraph(c.kv.base),
     swa: c.kv.swa ? cacheGraph(c.kv.swa) : undefined,
+    recurrent,
     weightDevice: (t) => toBackend(c.weightDevice(t)),
     ...(pin ? { pin } : {}),
   });

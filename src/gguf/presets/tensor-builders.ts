@@ -238,3 +238,73 @@ export function deepseek2Tensors(
     return out;
   });
 }
+
+/**
+ * LLM_ARCH_QWEN3NEXT (llama_model_qwen3next::load_arch_tensors): every layer has attn_norm and a
+ * post-attention norm, a softmax router over merged experts and one shared expert behind a
+ * sigmoid gate (ffn_gate_inp_shexp, {embd, 1} as the converter writes it). Layers `il` with
+ * (il + 1) % `interval` != 0 are linear-attention (gated delta net) layers: the fused q/k/v
+ * projection (attn_qkv), the output gate z (attn_gate), the depthwise conv kernel, dt bias, A,
+ * beta/alpha projection, gated norm and output projection; the others are full attention with
+ * the query doubled for its output gate and per-head q/k norms. The last `nextn` blocks are
+ * MTP layers (full attention + MoE) with nextn.eh_proj and their norms (no own embedding or head).
+ */
+export function qwen3nextTensors(
+  h: ModelHparams,
+  ssm: { readonly convKernel: number; readonly stateSize: number; readonly kHeads: number; readonly vHeads: number },
+  interval: number,
+  ffShexp: number,
+  nextn: number,
+): TensorDims[] {
+  const ff = h.expertFf ?? h.ff;
+  const n = h.expertCount;
+  const keyDim = ssm.stateSize * ssm.kHeads;
+  const valueDim = ssm.stateSize * ssm.vHeads;
+  const nTrunk = h.layers - nextn;
+  return layers(h, (i) => {
+    const out: TensorDims[] = [norm(i, 'attn_norm', h), norm(i, 'post_attention_norm', h)];
+    const recurrent = i < nTrunk && (i + 1) % interval !== 0;
+    if (recurrent) {
+      out.push(
+        { name: blk(i, 'attn_qkv.weight'), dims: [h.embd, 2 * keyDim + valueDim] },
+        { name: blk(i, 'attn_gate.weight'), dims: [h.embd, valueDim] },
+        { name: blk(i, 'ssm_conv1d.weight'), dims: [ssm.convKernel, 2 * keyDim + valueDim] },
+        { name: blk(i, 'ssm_dt.bias'), dims: [ssm.vHeads] },
+        { name: blk(i, 'ssm_a'), dims: [ssm.vHeads] },
+        { name: blk(i, 'ssm_ba.weight'), dims: [h.embd, 2 * ssm.vHeads] },
+        { name: blk(i, 'ssm_norm.weight'), dims: [ssm.stateSize] },
+        { name: blk(i, 'ssm_out.weight'), dims: [valueDim, h.embd] },
+      );
+    } else {
+      const q = h.heads * h.headDim;
+      const kv = h.headsKv * h.headDim;
+      out.push(
+        { name: blk(i, 'attn_q.weight'), dims: [h.embd, 2 * q] },
+        { name: blk(i, 'attn_k.weight'), dims: [h.embd, kv] },
+        { name: blk(i, 'attn_v.weight'), dims: [h.embd, kv] },
+        { name: blk(i, 'attn_output.weight'), dims: [q, h.embd] },
+        { name: blk(i, 'attn_q_norm.weight'), dims: [h.headDim] },
+        { name: blk(i, 'attn_k_norm.weight'), dims: [h.headDim] },
+      );
+    }
+    out.push(
+      { name: blk(i, 'ffn_gate_inp.weight'), dims: [h.embd, n] },
+      { name: blk(i, 'ffn_gate_exps.weight'), dims: [h.embd, ff, n] },
+      { name: blk(i, 'ffn_up_exps.weight'), dims: [h.embd, ff, n] },
+      { name: blk(i, 'ffn_down_exps.weight'), dims: [ff, h.embd, n] },
+      { name: blk(i, 'ffn_gate_inp_shexp.weight'), dims: [h.embd, 1] },
+      { name: blk(i, 'ffn_gate_shexp.weight'), dims: [h.embd, ffShexp] },
+      { name: blk(i, 'ffn_up_shexp.weight'), dims: [h.embd, ffShexp] },
+      { name: blk(i, 'ffn_down_shexp.weight'), dims: [ffShexp, h.embd] },
+    );
+    if (i >= nTrunk) {
+      out.push(
+        { name: blk(i, 'nextn.eh_proj.weight'), dims: [2 * h.embd, h.embd] },
+        norm(i, 'nextn.enorm', h),
+        norm(i, 'nextn.hnorm', h),
+        norm(i, 'nextn.shared_head_norm', h),
+      );
+    }
+    return out;
+  });
+}

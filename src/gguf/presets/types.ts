@@ -12,7 +12,8 @@ export type PresetId =
   | 'qwen3-30b-a3b'
   | 'gpt-oss-20b'
   | 'glm-4.5-air'
-  | 'deepseek-v2-lite';
+  | 'deepseek-v2-lite'
+  | 'qwen3-next-80b-a3b';
 
 /** The hyperparameters a memory estimate needs, as the GGUF metadata states them. */
 export interface ModelHparams {
