@@ -33,7 +33,7 @@ export interface ModelTensor {
 export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
 
 /** The graph families the compute model knows (see compute/graph-llm.ts). */
-export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'qwen3next' | 'generic';
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'qwen3next' | 'granitehybrid' | 'generic';
 
 /**
  * Multi-head latent attention (DeepSeek-V2/V3; llama_hparams::is_mla): the model is converted to
@@ -56,7 +56,7 @@ export interface MlaInfo {
 
 /**
  * The recurrent (linear-attention) layers of a hybrid model (llama_hparams ssm_*, is_recr): Qwen3-Next's
- * gated delta net. Each keeps, per sequence, a conv state of nEmbdR and a delta-net state of nEmbdS
+ * gated delta net, Granite-4.0-H's Mamba2 mixers. Each keeps, per sequence, a conv state of nEmbdR and a delta-net state of nEmbdS
  * F32 values (llama_memory_recurrent's r_l / s_l, n_embd_r() / n_embd_s()).
  */
 export interface RecurrentInfo {
@@ -68,9 +68,9 @@ export interface RecurrentInfo {
   readonly dInner: number;
   /** ssm.state_size (d_state: the key/value head size) */
   readonly dState: number;
-  /** ssm.group_count (n_group: key heads) */
+  /** ssm.group_count (n_group: key heads; Mamba2's B/C groups) */
   readonly nGroup: number;
-  /** ssm.time_step_rank (dt_rank: value heads) */
+  /** ssm.time_step_rank (dt_rank: value heads; Mamba2's heads) */
   readonly dtRank: number;
   /** (d_conv - 1) x (d_inner + 2 n_group d_state) */
   readonly nEmbdR: number;
@@ -124,6 +124,13 @@ export interface ModelInfo {
   readonly recurrent?: RecurrentInfo;
   /** Width of a shared expert when declared (expert_shared_feed_forward_length), else 0. */
   readonly nFfShexp: number;
+  /**
+   * Granite's multipliers (embedding_scale, residual_scale, logit_scale; 0 when absent): each set one
+   * adds a ggml_scale to the graph (the embedding one in build_inp_embd, for any architecture).
+   */
+  readonly scales?: { readonly embedding: number; readonly residual: number; readonly logit: number };
+  /** No rotary embedding at all (granitehybrid with rope.scaling.finetuned false: hparams.has_rope off). */
+  readonly noRope?: true;
   readonly swaType: SwaType;
   /** Sliding window in tokens (0 when none). */
   readonly nSwa: number;
@@ -206,6 +213,7 @@ const FAMILY: Readonly<Record<string, GraphFamily>> = {
   glm4moe: 'glm4moe',
   deepseek2: 'deepseek2',
   qwen3next: 'qwen3next',
+  granitehybrid: 'granitehybrid',
 };
 
 /** Architectures whose loader skips the NextN/MTP layers' tensors (TENSOR_SKIP without load_mtp). */
@@ -309,14 +317,17 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
   // Qwen3-Next (load_arch_hparams): recurrent layers from attention.recurrent_layers or every layer
   // but each full_attention_interval-th; the hybrid memory gives KV only to the other trunk layers
   // (filter_attn: il < n_layer, not recurrent), none to the NextN/MTP layers.
+  // Granite-4.0-H (granitehybrid): a layer is recurrent (Mamba2) iff its head_count_kv is 0.
   let recurrent: RecurrentInfo | undefined;
-  if (arch === 'qwen3next') {
+  if (arch === 'qwen3next' || arch === 'granitehybrid') {
     const nTrunk = nLayer - nLayerNextn;
     const declared = key('attention.recurrent_layers');
     const interval = num(key('full_attention_interval')) ?? 4;
-    const isRecurrent = Array.isArray(declared)
-      ? Array.from({ length: nLayer }, (_, il) => Boolean(declared[il]))
-      : Array.from({ length: nLayer }, (_, il) => il < nTrunk && (il + 1) % interval !== 0);
+    const isRecurrent = arch === 'granitehybrid'
+      ? nHeadKv.map((h) => h === 0)
+      : Array.isArray(declared)
+        ? Array.from({ length: nLayer }, (_, il) => Boolean(declared[il]))
+        : Array.from({ length: nLayer }, (_, il) => il < nTrunk && (il + 1) % interval !== 0);
     const dConv = num(key('ssm.conv_kernel')) ?? 0;
     const dInner = num(key('ssm.inner_size')) ?? 0;
     const dState = num(key('ssm.state_size')) ?? 0;
@@ -340,6 +351,9 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     // legacy conversions with the joint ssm_in projection (build_qkvz's slower path) are not modelled
     family = 'generic';
     caveats.push(`${arch}: legacy ssm_in projection; the recurrent layers' compute is not modelled`);
+  }
+  if (family === 'granitehybrid' && !(recurrent?.isRecurrent.every((r, il) => !r || tensorByName.has(`blk.${il}.ssm_in.weight`)) ?? false)) {
+    family = 'generic';
   }
   if (family === 'generic') {
     caveats.push(`${arch}: no exact compute-graph model; the compute buffer is estimated with the llama graph shape`);
@@ -374,6 +388,12 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
     ...(mla ? { mla } : {}),
     ...(recurrent ? { recurrent } : {}),
     nFfShexp: num(key('expert_shared_feed_forward_length')) ?? 0,
+    ...(arch === 'granitehybrid' && md[`${arch}.rope.scaling.finetuned`] === false ? { noRope: true as const } : {}),
+    scales: {
+      embedding: num(key('embedding_scale')) ?? 0,
+      residual: num(key('residual_scale')) ?? 0,
+      logit: num(key('logit_scale')) ?? 0,
+    },
     swaType,
     nSwa,
     isSwa,

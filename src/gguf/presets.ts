@@ -17,6 +17,7 @@ import { DEEPSEEK_V2_LITE } from './presets/deepseek2.js';
 import { GEMMA_2_9B } from './presets/gemma.js';
 import { GLM_45_AIR } from './presets/glm4moe.js';
 import { GPT_OSS_20B } from './presets/gpt-oss.js';
+import { GRANITE_40_H_TINY } from './presets/granitehybrid.js';
 import { LLAMA_3_8B, MISTRAL_7B, MIXTRAL_8X7B } from './presets/llama.js';
 import { PHI_3_MINI } from './presets/phi.js';
 import { QWEN25_05B, QWEN3_30B_A3B } from './presets/qwen.js';
@@ -42,6 +43,7 @@ export const PRESETS: Readonly<Record<PresetId, PresetSpec>> = {
   'glm-4.5-air': GLM_45_AIR,
   'deepseek-v2-lite': DEEPSEEK_V2_LITE,
   'qwen3-next-80b-a3b': QWEN3_NEXT_80B_A3B,
+  'granite-4.0-h-tiny': GRANITE_40_H_TINY,
 };
 
 export const PRESET_IDS = Object.keys(PRESETS) as PresetId[];
@@ -62,8 +64,8 @@ export interface ReplicaTensor {
 
 /**
  * Type convert_hf_to_gguf.py gives a tensor in an F16 conversion: F32 for 1-D tensors, norms and
- * MoE router weights, shared-expert gates and SSM conv kernels (conversion/base.py,
- * prepare_tensors), F16 for the rest.
+ * MoE router weights, shared-expert gates and SSM conv kernels, and what does not end in
+ * `.weight` (biases, Mamba's ssm_a / ssm_d) (conversion/base.py, prepare_tensors), F16 for the rest.
  */
 function convertF16Type(name: string, dims: readonly number[]): GgmlTypeName {
   if (dims.length <= 1 || name.endsWith('_norm.weight')) return 'F32';

@@ -68,4 +68,23 @@ describe.skipIf(!server)(`llama-server memory log vs estimate${server ? '' : ` (
     expect(host!.computeMiB).toBe(Math.floor(e.host.computeBytes / MiB));
     expect(host!.contextMiB).toBe(Math.floor(e.host.contextBytes / MiB));
   }, 90_000);
+
+  // Granite-4.0-H (Mamba2 hybrid): with one logit row per slot the compute buffer is the Mamba2 /
+  // MoE layers' own (llama-server logged 55.01 MiB), and the context the KV of the 4 attention
+  // layers plus the recurrent state of the 36 Mamba2 layers (RS buffer)
+  it('granite-4.0-h-tiny Q4_K_M -c 4096 -np 1 (Mamba2 hybrid)', async () => {
+    const granite = join(dir, 'granite-4.0-h-tiny-Q4_K_M.gguf');
+    await writeSparseReplica(granite, 'granite-4.0-h-tiny', 'Q4_K_M');
+    const settings: EstimateSettings = { ctx: 4096, parallel: 1, flashAttn: 'on' };
+    const f = await footprint(granite, settings);
+    const e = estimateMemory(modelInfo(readGgufHeaderSync(granite)), settings, CPU_ONLY);
+    for (const [ours, logged] of [
+      [e.host.modelBytes, f.host.modelBytes],
+      [e.host.contextBytes, f.host.contextBytes],
+      [e.host.computeBytes, f.host.computeBytes],
+      [e.host.overheadBytes, f.host.outputBytes],
+    ] as const) {
+      expect(Math.abs(ours - logged) / MiB).toBeLessThan(0.006);
+    }
+  }, 90_000);
 });

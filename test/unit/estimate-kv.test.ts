@@ -151,4 +151,28 @@ describe('KV cache size', () => {
       replicas.cleanup();
     }
   });
+
+  it('gives Granite-4.0-H KV only on its attention layers and a Mamba2 state to the others', async () => {
+    const replicas = new Replicas();
+    try {
+      const m = await replicas.info('granite-4.0-h-tiny', 'Q4_K_M');
+      expect(m.family).toBe('granitehybrid');
+      expect(m.caveats).toEqual([]);
+      expect(m.scales).toEqual({ embedding: 12, residual: expect.closeTo(0.22, 6), logit: 6 });
+      // rope.scaling.finetuned false: no positions, no rope (hparams.has_rope)
+      expect(m.noRope).toBe(true);
+      const rec = m.recurrent!;
+      // n_embd_r = (d_conv - 1)(d_inner + 2 n_group d_state), n_embd_s = d_state d_inner
+      expect([rec.dConv, rec.dInner, rec.dState, rec.nGroup, rec.dtRank, rec.nEmbdR, rec.nEmbdS]).toEqual([4, 3072, 128, 1, 48, 3 * 3328, 128 * 3072]);
+      const plan = kvPlan(m, resolveSettings(m, { ctx: 4096, parallel: 4, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }), true);
+      expect(plan.layers.filter((l) => !l.recurrent).map((l) => l.il)).toEqual([5, 15, 25, 35]);
+      expect(plan.layers.filter((l) => l.recurrent)).toHaveLength(36);
+      // llama-fit-params -v: RS 221.48 MiB (4 cells; 55.37 MiB for one)
+      const rs = plan.layers.filter((l) => l.recurrent).reduce((a, l) => a + l.kBytes + l.vBytes, 0);
+      expect(rs).toBe(36 * 4 * (3 * 3328 + 128 * 3072) * 4);
+      expect(rs / MiB).toBeCloseTo(221.48, 2);
+    } finally {
+      replicas.cleanup();
+    }
+  });
 });

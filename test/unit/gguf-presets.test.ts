@@ -30,6 +30,7 @@ const TENSOR_COUNTS: Record<PresetId, number> = {
   'glm-4.5-air': 803,
   'deepseek-v2-lite': 404,
   'qwen3-next-80b-a3b': 863,
+  'granite-4.0-h-tiny': 666,
 };
 
 function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
@@ -171,6 +172,22 @@ describe('replica presets', () => {
     expect(q3n.get('blk.10.ffn_down_exps.weight')).toBe('Q4_K');
     expect(q3n.get('blk.48.nextn.eh_proj.weight')).toBe('Q4_K');
     expect(replicaTensors('qwen3-next-80b-a3b', 'F16').find((t) => t.name === 'blk.0.ssm_conv1d.weight')?.type).toBe('F32');
+
+    // Granite-4.0-H: tied embeddings (token_embd as the output: Q6_K); the Mamba2 conv kernel and
+    // bias, A, D ({1, 48}, no .weight suffix), dt bias and the grouped norm ({3072, 1}) stay F32;
+    // 4 attn_v of which the last two get Q6_K
+    const gr = typesOf('granite-4.0-h-tiny', 'Q4_K_M');
+    expect(gr.get('token_embd.weight')).toBe('Q6_K');
+    expect(gr.has('output.weight')).toBe(false);
+    expect(gr.get('blk.0.ssm_in.weight')).toBe('Q4_K');
+    expect(gr.get('blk.0.ssm_out.weight')).toBe('Q4_K');
+    for (const n of ['ssm_conv1d.weight', 'ssm_conv1d.bias', 'ssm_a', 'ssm_d', 'ssm_dt.bias', 'ssm_norm.weight', 'ffn_gate_inp.weight']) {
+      expect(gr.get(`blk.0.${n}`), n).toBe('F32');
+    }
+    expect([5, 15, 25, 35].map((il) => gr.get(`blk.${il}.attn_v.weight`))).toEqual(['Q4_K', 'Q4_K', 'Q6_K', 'Q6_K']);
+    expect(gr.get('blk.0.ffn_down_exps.weight')).toBe('Q6_K');
+    expect(gr.get('blk.0.ffn_down_shexp.weight')).toBe('Q6_K');
+    expect(replicaTensors('granite-4.0-h-tiny', 'F16').find((t) => t.name === 'blk.0.ssm_a')?.type).toBe('F32');
   });
 
   it('falls back to F16 when not even 32 divides the rows', () => {

@@ -14,7 +14,7 @@ export type Op =
   | 'ADD' | 'ADD_ID' | 'MUL' | 'DIV' | 'SCALE' | 'CLAMP' | 'UNARY' | 'GLU'
   | 'RMS_NORM' | 'NORM' | 'ROPE' | 'SOFT_MAX' | 'FLASH_ATTN_EXT'
   | 'CONT' | 'CPY' | 'PAD' | 'SUM_ROWS' | 'ARGSORT' | 'CONCAT'
-  | 'SSM_CONV' | 'L2_NORM' | 'REPEAT' | 'GATED_DELTA_NET';
+  | 'SSM_CONV' | 'SSM_SCAN' | 'L2_NORM' | 'REPEAT' | 'GATED_DELTA_NET';
 
 /** ggml_op_can_inplace (ggml-alloc.c), restricted to the ops above. */
 const INPLACE_OPS: ReadonlySet<Op> = new Set<Op>([
@@ -244,6 +244,15 @@ export function repeat4d(a: Tensor, ne: readonly number[]): Tensor {
 /** ggml_ssm_conv: sx [d_conv - 1 + n_t, d_inner, n_s] and kernel c [d_conv, d_inner] -> F32 [d_inner, n_t, n_s]. */
 export function ssmConv(sx: Tensor, c: Tensor): Tensor {
   return op(newTensor(F32, [c.ne[1], sx.ne[0] - c.ne[0] + 1, sx.ne[2]]), 'SSM_CONV', sx, c);
+}
+
+/**
+ * ggml_ssm_scan(s, x, dt, A, B, C, ids, K): one F32 row of the output y (x's elements) followed by
+ * K final states (d_state x head_dim x n_head per sequence in ids).
+ */
+export function ssmScan(s: Tensor, x: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor, ids: Tensor, K = 1): Tensor {
+  const state = s.ne[0] * s.ne[1] * s.ne[2];
+  return op(newTensor(F32, [x.nelements + K * state * ids.ne[0]]), 'SSM_SCAN', s, x, dt, A, B, C, ids);
 }
 
 /**

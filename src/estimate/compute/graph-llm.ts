@@ -15,7 +15,9 @@
  * is not run), 'deepseek2' (multi-head latent attention with the absorbed k_b/v_b path over a
  * K-only cache, dense leading layers, softmax-gated MoE plus shared experts), 'qwen3next' (hybrid:
  * gated-delta-net layers over the recurrent state with the fused ggml_gated_delta_net, gated full
- * attention every 4th layer, MoE plus a sigmoid-gated shared expert). 'generic' uses the llama graph.
+ * attention every 4th layer, MoE plus a sigmoid-gated shared expert), 'granitehybrid' (Granite-4.0-H:
+ * Mamba2 layers over the recurrent state with ggml_ssm_scan, a few rope-less GQA layers, MoE plus a
+ * shared expert, granite's scales). 'generic' uses the llama graph.
  */
 
 import type { ExpertGating, ModelInfo, ModelTensor } from '../model-info.js';
@@ -23,7 +25,7 @@ import {
   F16, F32, I32, I64, FLAG_OUTPUT, Graph,
   add, addId, argsortTopK, clamp, concat, cont, cpyInto, div, external, flashAttnExt, gatedDeltaNet, getRows, glu, gluSplit,
   isContiguous, l2Norm, mul, mulMat, mulMatId, newTensor, pad, permute, repeat4d, reshape, rmsNorm, rope, scale, scaleInplace,
-  setInput, setRows, softMax, ssmConv, sumRows, transpose, unary, view, type Tensor,
+  setInput, setRows, softMax, ssmConv, ssmScan, sumRows, transpose, unary, view, type Tensor,
 } from './ggml.js';
 
 /** One KV cache (llama_kv_cache): its size and, per layer, its K/V tensors. */
@@ -127,6 +129,7 @@ class LlmGraphBuilder {
     if (fam === 'glm4moe') return this.buildGlm4Moe();
     if (fam === 'deepseek2') return this.buildDeepseek2();
     if (fam === 'qwen3next') return this.buildQwen3Next();
+    if (fam === 'granitehybrid') return this.buildGraniteHybrid();
     return this.buildLlama(fam === 'qwen3');
   }
 
@@ -141,8 +144,10 @@ class LlmGraphBuilder {
     // input stays allocated for the whole graph.
     this.gf.expand(cur);
     this.gf.expand(embd);
-    this.gf.expand(cur);
-    return cur;
+    // granite's f_embedding_scale (the selected embeddings are contiguous)
+    const out = this.m.scales?.embedding ? scale(cur) : cur;
+    this.gf.expand(out);
+    return out;
   }
 
   /** build_inp_pos */
@@ -763,15 +768,144 @@ class LlmGraphBuilder {
   }
 
   /** llm_graph_context::build_rs: zero one state (in place), gather this ubatch's states, copy the rest. */
-  private buildRs(states: Tensor, stateSize: number, rs: { main: Tensor; extra: Tensor; nRs: number }): Tensor {
+  private buildRs(
+    states: Tensor, stateSize: number, rs: { main: Tensor; extra: Tensor; nRs: number },
+    getStateRows: (st: Tensor, ids: Tensor) => Tensor = getRows,
+  ): Tensor {
     const nSeqs = this.p.nSeqs;
     const st = reshape(states, [stateSize, states.ne[1]]);
     this.gf.expand(scaleInplace(view(st, [stateSize], [])));
-    const out = getRows(st, rs.main);
+    const out = getStateRows(st, rs.main);
     this.gf.expand(out);
     const extra = getRows(st, rs.extra);
     this.gf.expand(cpyInto(extra, view(states, [stateSize, rs.nRs - nSeqs], [states.nb[1]])));
     return out;
+  }
+
+  /** build_inp_mem_hybrid's recurrent part (build_rs_inp_impl): s_copy over the rs cells, split into this ubatch's sequences and the rest. */
+  private buildRsInp(): { main: Tensor; extra: Tensor; nRs: number } {
+    const nRs = this.p.recurrent?.values().next().value?.r.ne[1] ?? Math.max(1, this.p.nSeqs);
+    const sCopy = setInput(newTensor(I32, [nRs]));
+    return { main: view(sCopy, [this.p.nSeqs], []), extra: view(sCopy, [nRs - this.p.nSeqs], []), nRs };
+  }
+
+  /**
+   * src/models/granite-hybrid.cpp: Mamba2 layers (build_mamba2_layer) and rope-less attention
+   * layers, each followed by the MoE FFN with a shared expert; granite's residual scale around
+   * both and the logit scale on the output.
+   */
+  private buildGraniteHybrid(): BuiltGraph {
+    const m = this.m;
+    const residual = m.scales?.residual ?? 0;
+    let inpL = this.buildInpEmbd();
+    const rs = this.buildRsInp();
+    this.buildAttnInputs();
+    this.inpOutIds = this.buildInpOutIds();
+    // positions only with rope (Bamba-style conversions; Granite-4.0-H is position-free)
+    if (!m.noRope) this.inpPos = this.buildInpPos();
+    const last = m.nLayer - 1;
+    for (let il = 0; il < m.nLayer; il++) {
+      let inpSA = inpL;
+      let cur = this.buildNorm(inpL, this.wl(il, 'attn_norm.weight'), undefined, il);
+      if (m.recurrent?.isRecurrent[il]) {
+        cur = this.buildMamba2Layer(il, cur, rs);
+      } else {
+        let [q, k, v] = this.buildQkv(il, cur);
+        if (!m.noRope) {
+          q = rope(q, this.inpPos, this.w('rope_freqs.weight'));
+          k = rope(k, this.inpPos, this.w('rope_freqs.weight'));
+        }
+        cur = this.buildAttn(il, q, k, v, false);
+      }
+      if (il === last) {
+        cur = getRows(cur, this.inpOutIds);
+        inpSA = getRows(inpSA, this.inpOutIds);
+      }
+      // build_layer_ffn
+      if (residual) cur = scale(cur);
+      const ffnInp = add(cur, inpSA);
+      cur = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
+      if (this.wl(il, 'ffn_gate_inp.weight')) {
+        const moe = this.buildMoeFfn(il, cur, 'softmax', true, m.expertWeightsScale);
+        cur = this.wl(il, 'ffn_up_shexp.weight') ? add(moe, this.buildFfn(il, cur, 'silu', '_shexp')) : moe;
+      } else {
+        cur = this.buildFfn(il, cur, 'silu');
+      }
+      if (residual) cur = scale(cur);
+      cur = add(cur, ffnInp);
+      inpL = cur;
+    }
+    const embd = this.buildNorm(inpL, this.w('output_norm.weight'), undefined, -1);
+    let logits = mulMat(this.outputWeight(), embd);
+    if (m.scales?.logit) logits = scale(logits);
+    this.gf.expand(logits);
+    embd.flags |= FLAG_OUTPUT;
+    logits.flags |= FLAG_OUTPUT;
+    return { graph: this.gf, logits };
+  }
+
+  /** llm_build_mamba_base::build_mamba2_layer (K = 1: no rollback snapshots). */
+  private buildMamba2Layer(il: number, cur: Tensor, rs: { main: Tensor; extra: Tensor; nRs: number }): Tensor {
+    const rec = this.m.recurrent!;
+    const nSeqs = this.p.nSeqs;
+    const nSeqTok = this.nTokens / nSeqs;
+    const dConv = rec.dConv;
+    const dInner = rec.dInner;
+    const dState = rec.dState;
+    const nHead = rec.dtRank;
+    const headDim = dInner / nHead;
+    const nGroup = rec.nGroup;
+    const convDim = dInner + 2 * nGroup * dState;
+    const { r: rAll, s: sAll } = this.p.recurrent!.get(il)!;
+    const stateSlots = sAll.ne[1];
+
+    let conv = this.buildRs(rAll, rec.nEmbdR, rs);
+    conv = reshape(conv, [dConv - 1, convDim, nSeqs]);
+
+    let zxBCdt = mulMat(this.wl(il, 'ssm_in.weight')!, cur);
+    zxBCdt = reshape(zxBCdt, [zxBCdt.ne[0], nSeqTok, nSeqs]);
+    const e = zxBCdt.type.typeSize;
+    const z = view(zxBCdt, [headDim, nHead, nSeqTok, nSeqs], [headDim * e, zxBCdt.nb[1], zxBCdt.nb[2]]);
+    let xBC = view(zxBCdt, [convDim, nSeqTok, nSeqs], [zxBCdt.nb[1], zxBCdt.nb[2]]);
+    let dt = view(zxBCdt, [nHead, nSeqTok, nSeqs], [zxBCdt.nb[1], zxBCdt.nb[2]]);
+
+    // conv
+    const convX = concat(conv, transpose(xBC), 0);
+    const lastConv = view(convX, [dConv - 1, convDim, nSeqs], [convX.nb[1], convX.nb[2]]);
+    this.gf.expand(cpyInto(lastConv, view(rAll, [(dConv - 1) * convDim, nSeqs], [rAll.nb[1]])));
+    xBC = ssmConv(convX, this.wl(il, 'ssm_conv1d.weight')!);
+    const convB = this.wl(il, 'ssm_conv1d.bias');
+    if (convB) xBC = add(xBC, convB);
+    xBC = unary(xBC);
+
+    // ssm
+    const f = xBC.type.typeSize;
+    const x = view(xBC, [headDim, nHead, nSeqTok, nSeqs], [headDim * f, xBC.nb[1], xBC.nb[2]]);
+    const B = view(xBC, [dState, nGroup, nSeqTok, nSeqs], [dState * f, xBC.nb[1], xBC.nb[2]]);
+    const C = view(xBC, [dState, nGroup, nSeqTok, nSeqs], [dState * f, xBC.nb[1], xBC.nb[2]]);
+    dt = add(cont(dt), this.wl(il, 'ssm_dt.bias')!);
+    const A = this.wl(il, 'ssm_a')!;
+    const ySsm = this.buildRs(sAll, rec.nEmbdS, rs, (states, ids) => {
+      const ssm = reshape(states, [dState, headDim, nHead, stateSlots]);
+      return ssmScan(ssm, x, dt, A, B, C, ids);
+    });
+    const D = dState * dInner;
+    const yRow = D * ySsm.type.typeSize;
+    this.gf.expand(cpyInto(
+      view(ySsm, [D, nSeqs, 1], [yRow, yRow * nSeqs]),
+      view(sAll, [D, nSeqs, 1], [sAll.nb[1], sAll.nb[1] * stateSlots]),
+    ));
+    const xRow = x.nb[1];
+    let y = view(ySsm, [headDim, nHead, nSeqTok, nSeqs], [xRow, nHead * xRow, nSeqTok * nHead * xRow]);
+    y = add(y, mul(x, this.wl(il, 'ssm_d')!));
+    y = gluSplit(cont(z), y);
+    const ssmNorm = this.wl(il, 'ssm_norm.weight');
+    if (ssmNorm) {
+      y = reshape(y, [dInner / nGroup, nGroup, nSeqTok, nSeqs]);
+      y = this.buildNorm(y, ssmNorm, undefined, il);
+    }
+    y = reshape(y, [dInner, nSeqTok * nSeqs]);
+    return mulMat(this.wl(il, 'ssm_out.weight')!, y);
   }
 
   /** llama_model_qwen3next::graph::build_layer_attn_linear with the fused gated delta net. */

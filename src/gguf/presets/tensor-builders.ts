@@ -308,3 +308,45 @@ export function qwen3nextTensors(
     return out;
   });
 }
+
+/**
+ * LLM_ARCH_GRANITE_HYBRID (llama_model_granite_hybrid::load_arch_tensors): layers in `attn` are
+ * plain GQA attention (no biases, no rope tensors); the others are Mamba2 mixers: the joint input
+ * projection ssm_in {embd, 2 d_inner + 2 n_group d_state + n_head}, the depthwise conv kernel and
+ * its bias (mamba_conv_bias), dt bias, A and D ({1, n_head}: the converter unsqueezes them), the
+ * grouped norm {d_inner / n_group, n_group} and ssm_out. Every layer has ffn_norm, a softmax router,
+ * merged experts and one shared expert.
+ */
+export function graniteHybridTensors(
+  h: ModelHparams,
+  ssm: { readonly dConv: number; readonly dState: number; readonly nGroup: number; readonly nHead: number; readonly dInner: number },
+  attn: readonly number[],
+  ffShexp: number,
+): TensorDims[] {
+  const convDim = ssm.dInner + 2 * ssm.nGroup * ssm.dState;
+  return layers(h, (i) => {
+    const out: TensorDims[] = [norm(i, 'attn_norm', h)];
+    if (attn.includes(i)) {
+      out.push(...attention(h, i));
+    } else {
+      out.push(
+        { name: blk(i, 'ssm_in.weight'), dims: [h.embd, 2 * ssm.dInner + 2 * ssm.nGroup * ssm.dState + ssm.nHead] },
+        { name: blk(i, 'ssm_conv1d.weight'), dims: [ssm.dConv, convDim] },
+        { name: blk(i, 'ssm_conv1d.bias'), dims: [convDim] },
+        { name: blk(i, 'ssm_dt.bias'), dims: [ssm.nHead] },
+        { name: blk(i, 'ssm_a'), dims: [1, ssm.nHead] },
+        { name: blk(i, 'ssm_d'), dims: [1, ssm.nHead] },
+        { name: blk(i, 'ssm_norm.weight'), dims: [ssm.dInner / ssm.nGroup, ssm.nGroup] },
+        { name: blk(i, 'ssm_out.weight'), dims: [ssm.dInner, h.embd] },
+      );
+    }
+    out.push(
+      norm(i, 'ffn_norm', h),
+      ...moeFfn(h, i),
+      { name: blk(i, 'ffn_gate_shexp.weight'), dims: [h.embd, ffShexp] },
+      { name: blk(i, 'ffn_up_shexp.weight'), dims: [h.embd, ffShexp] },
+      { name: blk(i, 'ffn_down_shexp.weight'), dims: [ffShexp, h.embd] },
+    );
+    return out;
+  });
+}

@@ -13,7 +13,8 @@ export type PresetId =
   | 'gpt-oss-20b'
   | 'glm-4.5-air'
   | 'deepseek-v2-lite'
-  | 'qwen3-next-80b-a3b';
+  | 'qwen3-next-80b-a3b'
+  | 'granite-4.0-h-tiny';
 
 /** The hyperparameters a memory estimate needs, as the GGUF metadata states them. */
 export interface ModelHparams {
