@@ -70,9 +70,10 @@ describe.skipIf(!tools.server)(`GET /dashboard${tools.reason ? ` (skipped: ${too
       await expect.poll(async () => page.locator('#pool').innerText()).toBe('1 / 1');
       expect(await page.locator('.gpu').count()).toBe(2);
       expect(await page.locator('.gpu[data-gpu="1"] .name').innerText()).toBe('GPU 1 · Sim Small');
-      // the instance's share of the small GPU's bar is drawn, and none on the big one
+      // the instance's share of the small GPU's bar is drawn, and none on the big one (polled: the page redraws
+      // every 2 s, and a box read across a redraw finds the old element gone)
       const segment = page.locator('.gpu[data-gpu="1"] .bar div[data-instance]');
-      expect((await segment.boundingBox())!.width).toBeGreaterThan(1);
+      await expect.poll(async () => (await segment.boundingBox())?.width ?? 0).toBeGreaterThan(1);
       expect(await page.locator('.gpu[data-gpu="0"] .bar div[data-instance]').count()).toBe(0);
       mkdirSync('.tmp', { recursive: true });
       await page.screenshot({ path: path.join('.tmp', 'dashboard.png'), fullPage: true });
