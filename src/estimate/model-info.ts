@@ -33,7 +33,7 @@ export interface ModelTensor {
 export type SwaType = 'none' | 'standard' | 'chunked' | 'symmetric';
 
 /** The graph families the compute model knows (see compute/graph-llm.ts). */
-export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'qwen3next' | 'granitehybrid' | 'generic';
+export type GraphFamily = 'llama' | 'qwen3' | 'gemma2' | 'gemma3' | 'phi3' | 'gpt-oss' | 'glm4moe' | 'deepseek2' | 'qwen3next' | 'granitehybrid' | 'llama4' | 'generic';
 
 /**
  * Multi-head latent attention (DeepSeek-V2/V3; llama_hparams::is_mla): the model is converted to
@@ -214,6 +214,7 @@ const FAMILY: Readonly<Record<string, GraphFamily>> = {
   deepseek2: 'deepseek2',
   qwen3next: 'qwen3next',
   granitehybrid: 'granitehybrid',
+  llama4: 'llama4',
 };
 
 /** Architectures whose loader skips the NextN/MTP layers' tensors (TENSOR_SKIP without load_mtp). */
@@ -288,7 +289,8 @@ export function modelInfo(header: Pick<GgufHeader, 'metadata' | 'tensors'>): Mod
   if (swaDefault && (declaredWindow ?? swaDefault[3]) > 0) {
     const [type, period, denseFirst, window] = swaDefault;
     swaType = type;
-    nSwa = declaredWindow ?? window;
+    // llama4's loader reads the window only to switch SWA off (0); otherwise it is 8192
+    nSwa = arch === 'llama4' ? window : declaredWindow ?? window;
     const pattern = key('attention.sliding_window_pattern');
     if (Array.isArray(pattern)) {
       isSwa = Array.from({ length: nLayer }, (_, il) => Boolean(pattern[il]));

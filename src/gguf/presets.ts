@@ -19,6 +19,7 @@ import { GLM_45_AIR } from './presets/glm4moe.js';
 import { GPT_OSS_20B } from './presets/gpt-oss.js';
 import { GRANITE_40_H_TINY } from './presets/granitehybrid.js';
 import { LLAMA_3_8B, MISTRAL_7B, MIXTRAL_8X7B } from './presets/llama.js';
+import { LLAMA_4_SCOUT } from './presets/llama4.js';
 import { PHI_3_MINI } from './presets/phi.js';
 import { QWEN25_05B, QWEN3_30B_A3B } from './presets/qwen.js';
 import { QWEN3_NEXT_80B_A3B } from './presets/qwen3next.js';
@@ -44,6 +45,7 @@ export const PRESETS: Readonly<Record<PresetId, PresetSpec>> = {
   'deepseek-v2-lite': DEEPSEEK_V2_LITE,
   'qwen3-next-80b-a3b': QWEN3_NEXT_80B_A3B,
   'granite-4.0-h-tiny': GRANITE_40_H_TINY,
+  'llama-4-scout': LLAMA_4_SCOUT,
 };
 
 export const PRESET_IDS = Object.keys(PRESETS) as PresetId[];

@@ -60,6 +60,8 @@ const MEASURED: [PresetId, ReplicaQuant, EstimateSettings, number][] = [
   ['qwen3-next-80b-a3b', 'Q4_K_M', { ctx: 32768, parallel: 1, flashAttn: 'off', ubatch: 2048 }, 4520.04],
   ['granite-4.0-h-tiny', 'Q8_0', { ctx: 4096, parallel: 4, flashAttn: 'on', cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 209.09],
   ['granite-4.0-h-tiny', 'Q8_0', { ctx: 32768, parallel: 1, flashAttn: 'off', cacheTypeK: 'q8_0' }, 849.07],
+  ['llama-4-scout', 'Q4_K_M', { ctx: 32768, parallel: 4, flashAttn: 'on', ubatch: 2048, cacheTypeK: 'q8_0', cacheTypeV: 'q8_0' }, 1802.75],
+  ['llama-4-scout', 'Q4_K_M', { ctx: 32768, parallel: 1, flashAttn: 'off', ubatch: 2048 }, 10808.44],
 ];
 
 describe('compute buffer of the real graphs (CPU)', () => {

@@ -175,4 +175,23 @@ describe('KV cache size', () => {
       replicas.cleanup();
     }
   });
+  it('gives Llama 4 Scout chunked-attention layers a window cache and every 4th layer the full context', async () => {
+    const replicas = new Replicas();
+    try {
+      const m = await replicas.info('llama-4-scout', 'Q4_K_M');
+      expect(m.family).toBe('llama4');
+      expect(m.caveats).toEqual([]);
+      // llama.cpp's default for the architecture: chunks of 8192, pattern 3 chunked - 1 full
+      expect([m.swaType, m.nSwa]).toEqual(['chunked', 8192]);
+      expect(m.isSwa.filter((s) => !s)).toHaveLength(12);
+      expect([m.nExpert, m.nExpertUsed, m.nFfExp]).toEqual([16, 1, 8192]);
+      // llama-fit-params -v -c 32768 -np 1 -ub 2048: non-SWA 32768 cells, SWA 10240 cells
+      const plan = kvPlan(m, resolveSettings(m, { ctx: 32768, parallel: 1, ubatch: 2048 }), false);
+      expect(plan.layers.filter((l) => !l.swa).map((l) => l.il)).toEqual([3, 7, 11, 15, 19, 23, 27, 31, 35, 39, 43, 47]);
+      expect([plan.base.kvSize, plan.swa?.kvSize]).toEqual([32768, 10240]);
+      expect(plan.bytes / MiB).toBe(12 * 128 + 36 * 40);
+    } finally {
+      replicas.cleanup();
+    }
+  });
 });

@@ -31,6 +31,7 @@ const TENSOR_COUNTS: Record<PresetId, number> = {
   'deepseek-v2-lite': 404,
   'qwen3-next-80b-a3b': 863,
   'granite-4.0-h-tiny': 666,
+  'llama-4-scout': 628,
 };
 
 function typesOf(id: PresetId, quant: ReplicaQuant): Map<string, string> {
@@ -188,6 +189,19 @@ describe('replica presets', () => {
     expect(gr.get('blk.0.ffn_down_exps.weight')).toBe('Q6_K');
     expect(gr.get('blk.0.ffn_down_shexp.weight')).toBe('Q6_K');
     expect(replicaTensors('granite-4.0-h-tiny', 'F16').find((t) => t.name === 'blk.0.ssm_a')?.type).toBe('F32');
+
+    // Llama 4 Scout: 16 experts (no 8-expert bump), half the attn_v and ffn_down get Q6_K; the
+    // llama3-style rope factors and the routers stay F32; no dense FFN (MoE in every layer)
+    const l4 = typesOf('llama-4-scout', 'Q4_K_M');
+    expect(l4.get('output.weight')).toBe('Q6_K');
+    expect(l4.get('rope_freqs.weight')).toBe('F32');
+    expect(l4.get('blk.0.ffn_gate_inp.weight')).toBe('F32');
+    expect(l4.get('blk.0.ffn_down_exps.weight')).toBe('Q6_K');
+    expect(l4.get('blk.0.ffn_down_shexp.weight')).toBe('Q6_K');
+    expect(l4.get('blk.0.attn_v.weight')).toBe('Q6_K');
+    expect(l4.get('blk.0.attn_k.weight')).toBe('Q4_K');
+    expect([...l4.keys()].filter((n) => /\.ffn_(gate|up|down)\.weight$/.test(n))).toEqual([]);
+    expect([...l4.values()].filter((t) => t === 'Q6_K')).toHaveLength(1 + 24 * 3);
   });
 
   it('falls back to F16 when not even 32 divides the rows', () => {

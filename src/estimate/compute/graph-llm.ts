@@ -130,6 +130,7 @@ class LlmGraphBuilder {
     if (fam === 'deepseek2') return this.buildDeepseek2();
     if (fam === 'qwen3next') return this.buildQwen3Next();
     if (fam === 'granitehybrid') return this.buildGraniteHybrid();
+    if (fam === 'llama4') return this.buildLlama4();
     return this.buildLlama(fam === 'qwen3');
   }
 
@@ -372,7 +373,9 @@ class LlmGraphBuilder {
    * router bias and per-expert biases (ggml_add_id), or sigmoid gating with an expert-selection
    * bias (exp_probs_b, GLM-4.5), optionally normalized and scaled.
    */
-  private buildMoeFfn(il: number, cur: Tensor, gating: ExpertGating = 'softmax', normW = gating === 'softmax', wScale = 0): Tensor {
+  private buildMoeFfn(
+    il: number, cur: Tensor, gating: ExpertGating = 'softmax', normW = gating === 'softmax', wScale = 0, weightBeforeFfn = false,
+  ): Tensor {
     const nEmbd = cur.ne[0];
     const nTok = cur.ne[1];
     const nExpert = this.m.nExpert;
@@ -383,7 +386,8 @@ class LlmGraphBuilder {
     let probs = gating === 'softmax' ? softMax(logits) : gating === 'sigmoid' ? unary(logits) : logits;
     // the selection bias picks the experts; the weights come from the unbiased probabilities
     const probsB = this.wl(il, 'exp_probs_b.bias');
-    const selectionProbs = probsB ? add(probs, probsB) : probs;
+    // llama4 selects by the raw logits (the sigmoid only weights the selected experts)
+    const selectionProbs = weightBeforeFfn ? logits : probsB ? add(probs, probsB) : probs;
     const selected = argsortTopK(selectionProbs, nUsed);
     probs = reshape(probs, [1, nExpert, nTok]);
     let weights = getRows(probs, selected);
@@ -403,6 +407,8 @@ class LlmGraphBuilder {
     this.gf.expand(weights);
 
     cur = reshape(cur, [nEmbd, 1, nTok]);
+    // llama4: the input, repeated per selected expert, is weighted before the experts
+    if (weightBeforeFfn) cur = mul(repeat4d(cur, [nEmbd, nUsed, nTok, 1]), weights);
     let up = mulMatId(this.wl(il, 'ffn_up_exps.weight')!, cur, selected);
     const upB = this.wl(il, 'ffn_up_exps.bias');
     if (upB) up = addId(up, upB, selected);
@@ -415,7 +421,7 @@ class LlmGraphBuilder {
     let experts = mulMatId(this.wl(il, 'ffn_down_exps.weight')!, h, selected);
     const downB = this.wl(il, 'ffn_down_exps.bias');
     if (downB) experts = addId(experts, downB, selected);
-    experts = mul(experts, weights);
+    if (!weightBeforeFfn) experts = mul(experts, weights);
     this.gf.expand(experts);
 
     const views: Tensor[] = [];
@@ -483,6 +489,63 @@ class LlmGraphBuilder {
       const ffnInp = add(cur, inpSA);
       cur = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
       cur = this.wl(il, 'ffn_gate_inp.weight') ? this.buildMoeFfn(il, cur) : this.buildFfn(il, cur, 'silu');
+      cur = add(cur, ffnInp);
+      inpL = cur;
+    }
+    return this.buildOutput(inpL, false);
+  }
+
+  /**
+   * src/models/llama4.cpp: chunked-attention layers with rope and q/k L2 (RMS) norms, every
+   * n_no_rope_layer_step-th layer global without rope, its query scaled by the temperature-tuning
+   * input; MoE with the sigmoid weights applied to the input before the experts, plus a shared
+   * expert (layers without a router: a dense FFN).
+   */
+  private buildLlama4(): BuiltGraph {
+    const m = this.m;
+    let inpL = this.buildInpEmbd();
+    this.inpPos = this.buildInpPos();
+    // build_inp_attn_scale: 1 x 1 x n_tokens for broadcasting
+    const attnScale = setInput(newTensor(F32, [1, 1, this.nTokens]));
+    this.buildAttnInputs();
+    this.inpOutIds = this.buildInpOutIds();
+    const iswa = this.p.swa !== undefined;
+    // without SWA (sliding_window 0, MobileLLM) every layer uses rope
+    const noRopeStep = m.swaType === 'none' ? m.nLayer : 4;
+    // hparams.use_kq_norm: all but the 128-expert Maverick
+    const qkNorm = m.nExpert !== 128;
+    const factors = this.w('rope_freqs.weight');
+    const last = m.nLayer - 1;
+    for (let il = 0; il < m.nLayer; il++) {
+      let inpSA = inpL;
+      const useRope = noRopeStep > 0 && (il + 1) % noRopeStep !== 0;
+      let cur = this.buildNorm(inpL, this.wl(il, 'attn_norm.weight'), undefined, il);
+      let [q, k, v] = this.buildQkv(il, cur);
+      if (useRope) {
+        q = rope(q, this.inpPos, factors);
+        k = rope(k, this.inpPos, factors);
+      } else {
+        q = mul(q, attnScale);
+      }
+      if (useRope && qkNorm) {
+        q = rmsNorm(q);
+        k = rmsNorm(k);
+      }
+      cur = this.buildAttn(il, q, k, v, iswa);
+      if (il === last) {
+        cur = getRows(cur, this.inpOutIds);
+        inpSA = getRows(inpSA, this.inpOutIds);
+      }
+      const ffnInp = add(cur, inpSA);
+      if (this.wl(il, 'ffn_gate_inp.weight')) {
+        const normed = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
+        const moeOut = this.buildMoeFfn(il, normed, 'sigmoid', false, m.expertWeightsScale, true);
+        const shexp = this.buildFfn(il, normed, 'silu', '_shexp');
+        cur = add(moeOut, shexp);
+      } else {
+        cur = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
+        cur = this.buildFfn(il, cur, 'silu');
+      }
       cur = add(cur, ffnInp);
       inpL = cur;
     }

@@ -350,3 +350,32 @@ export function graniteHybridTensors(
     return out;
   });
 }
+
+/**
+ * LLM_ARCH_LLAMA4 (text model): the llama3-style rope_freqs factors (one global tensor, loaded
+ * in layer 0 and duplicated for the others), then per layer q/k/v/o without biases and, on each
+ * interleave_moe_layer_step-th layer, a router, the routed experts and one shared expert as wide
+ * as a routed one; the other layers have a dense FFN of `ff`.
+ */
+export function llama4Tensors(h: ModelHparams, moeStep: number): TensorDims[] {
+  const out = embeddings(h);
+  out.push({ name: 'rope_freqs.weight', dims: [h.headDim / 2] });
+  const ff = h.expertFf ?? h.ff;
+  for (let i = 0; i < h.layers; i++) {
+    const isMoe = moeStep > 0 && (i + 1) % moeStep === 0;
+    out.push(
+      norm(i, 'attn_norm', h),
+      ...attention(h, i),
+      norm(i, 'ffn_norm', h),
+      ...(isMoe
+        ? [
+          ...moeFfn(h, i),
+          { name: blk(i, 'ffn_gate_shexp.weight'), dims: [h.embd, ff] },
+          { name: blk(i, 'ffn_up_shexp.weight'), dims: [h.embd, ff] },
+          { name: blk(i, 'ffn_down_shexp.weight'), dims: [ff, h.embd] },
+        ]
+        : denseFfn(h, i)),
+    );
+  }
+  return out;
+}

@@ -14,7 +14,8 @@ export type PresetId =
   | 'glm-4.5-air'
   | 'deepseek-v2-lite'
   | 'qwen3-next-80b-a3b'
-  | 'granite-4.0-h-tiny';
+  | 'granite-4.0-h-tiny'
+  | 'llama-4-scout';
 
 /** The hyperparameters a memory estimate needs, as the GGUF metadata states them. */
 export interface ModelHparams {
