@@ -313,6 +313,11 @@ class LlmGraphBuilder {
     return setRows(dst, cur, idxs);
   }
 
+  /** After the last layer's attention only the rows that give outputs go on (inp_out_ids), in the residual too. */
+  private outputRows(cur: Tensor, residual: Tensor): [Tensor, Tensor] {
+    return [getRows(cur, this.inpOutIds), getRows(residual, this.inpOutIds)];
+  }
+
   /** build_attn_mha */
   private buildAttnMha(il: number, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, kvMax: number, sinks?: Tensor): Tensor {
     const nStream = k.ne[3];
@@ -482,10 +487,7 @@ class LlmGraphBuilder {
         k = rope(k, this.inpPos, factors);
       }
       cur = this.buildAttn(il, q, k, v, false);
-      if (il === last) {
-        cur = getRows(cur, this.inpOutIds);
-        inpSA = getRows(inpSA, this.inpOutIds);
-      }
+      if (il === last) [cur, inpSA] = this.outputRows(cur, inpSA);
       const ffnInp = add(cur, inpSA);
       cur = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
       cur = this.wl(il, 'ffn_gate_inp.weight') ? this.buildMoeFfn(il, cur) : this.buildFfn(il, cur, 'silu');
@@ -532,10 +534,7 @@ class LlmGraphBuilder {
         k = rmsNorm(k);
       }
       cur = this.buildAttn(il, q, k, v, iswa);
-      if (il === last) {
-        cur = getRows(cur, this.inpOutIds);
-        inpSA = getRows(inpSA, this.inpOutIds);
-      }
+      if (il === last) [cur, inpSA] = this.outputRows(cur, inpSA);
       const ffnInp = add(cur, inpSA);
       if (this.wl(il, 'ffn_gate_inp.weight')) {
         const normed = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
@@ -576,10 +575,7 @@ class LlmGraphBuilder {
       }
       q = scale(q);
       cur = this.buildAttn(il, q, k, v, iswa);
-      if (il === last) {
-        cur = getRows(cur, this.inpOutIds);
-        inpL = getRows(inpL, this.inpOutIds);
-      }
+      if (il === last) [cur, inpL] = this.outputRows(cur, inpL);
       cur = this.buildNorm(cur, this.wl(il, 'post_attention_norm.weight'), undefined, il);
       const saOut = add(cur, inpL);
       cur = this.buildNorm(saOut, this.wl(il, 'ffn_norm.weight'), undefined, il);
@@ -618,6 +614,18 @@ class LlmGraphBuilder {
     return this.buildOutput(inpL, false);
   }
 
+  /**
+   * The FFN of GLM-4.5 and DeepSeek-V2/V3: dense in the first leading_dense_block_count layers, then the routed
+   * experts plus the shared expert(s), added.
+   */
+  private buildLeadDenseOrSharedMoe(il: number, cur: Tensor): Tensor {
+    const m = this.m;
+    if (il < m.nLayerDenseLead) return this.buildFfn(il, cur, 'silu');
+    const routed = this.buildMoeFfn(il, cur, m.expertGating, m.expertWeightsNorm, m.expertWeightsScale);
+    const shared = this.buildFfn(il, cur, 'silu', '_shexp');
+    return add(routed, shared);
+  }
+
   /** src/models/glm4-moe.cpp (the main graph; the NextN/MTP layers are not run) */
   private buildGlm4Moe(): BuiltGraph {
     const m = this.m;
@@ -638,19 +646,10 @@ class LlmGraphBuilder {
       q = rope(q, this.inpPos);
       k = rope(k, this.inpPos);
       cur = this.buildAttn(il, q, k, v, false);
-      if (il === nLayer - 1) {
-        cur = getRows(cur, this.inpOutIds);
-        inpSA = getRows(inpSA, this.inpOutIds);
-      }
+      if (il === nLayer - 1) [cur, inpSA] = this.outputRows(cur, inpSA);
       const ffnInp = add(cur, inpSA);
       cur = this.buildNorm(ffnInp, this.wl(il, 'post_attention_norm.weight'), undefined, il);
-      if (il < m.nLayerDenseLead) {
-        cur = this.buildFfn(il, cur, 'silu');
-      } else {
-        const routed = this.buildMoeFfn(il, cur, m.expertGating, m.expertWeightsNorm, m.expertWeightsScale);
-        const shared = this.buildFfn(il, cur, 'silu', '_shexp');
-        cur = add(routed, shared);
-      }
+      cur = this.buildLeadDenseOrSharedMoe(il, cur);
       cur = add(cur, ffnInp);
       inpL = cur;
     }
@@ -709,19 +708,10 @@ class LlmGraphBuilder {
       const vCur = kvCmpr;
 
       cur = this.buildAttnMla(il, qCur, kCur, vCur, this.wl(il, 'attn_v_b.weight')!);
-      if (il === m.nLayer - 1) {
-        cur = getRows(cur, this.inpOutIds);
-        inpSA = getRows(inpSA, this.inpOutIds);
-      }
+      if (il === m.nLayer - 1) [cur, inpSA] = this.outputRows(cur, inpSA);
       const ffnInp = add(cur, inpSA);
       cur = this.buildNorm(ffnInp, this.wl(il, 'ffn_norm.weight'), undefined, il);
-      if (il < m.nLayerDenseLead) {
-        cur = this.buildFfn(il, cur, 'silu');
-      } else {
-        const routed = this.buildMoeFfn(il, cur, m.expertGating, m.expertWeightsNorm, m.expertWeightsScale);
-        const shared = this.buildFfn(il, cur, 'silu', '_shexp');
-        cur = add(routed, shared);
-      }
+      cur = this.buildLeadDenseOrSharedMoe(il, cur);
       cur = add(cur, ffnInp);
       inpL = cur;
     }
@@ -880,10 +870,7 @@ class LlmGraphBuilder {
         }
         cur = this.buildAttn(il, q, k, v, false);
       }
-      if (il === last) {
-        cur = getRows(cur, this.inpOutIds);
-        inpSA = getRows(inpSA, this.inpOutIds);
-      }
+      if (il === last) [cur, inpSA] = this.outputRows(cur, inpSA);
       // build_layer_ffn
       if (residual) cur = scale(cur);
       const ffnInp = add(cur, inpSA);
@@ -1082,10 +1069,7 @@ class LlmGraphBuilder {
       k = rope(k, this.inpPos, factors);
       q = scale(q);
       let cur = this.buildAttn(il, q, k, v, this.p.swa !== undefined);
-      if (il === last) {
-        cur = getRows(cur, this.inpOutIds);
-        residual = getRows(residual, this.inpOutIds);
-      }
+      if (il === last) [cur, residual] = this.outputRows(cur, residual);
       cur = add(cur, residual);
       residual = cur;
       cur = this.buildNorm(cur, this.wl(il, 'ffn_norm.weight'), this.wl(il, 'ffn_norm.bias'), il);
