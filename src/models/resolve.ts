@@ -83,16 +83,23 @@ function entrySettings(config: Config, alias: string, entry: ModelEntry, file: s
   };
 }
 
-/** Resolves `id` against the config and the disk; throws ClientError (400/403/404) for what cannot be served. */
-export function resolveModel(config: Config, id: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedModel {
-  const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
-  const defaults = {
+/** A model named by a file path or a Hugging Face id: its instances get `modelDefaults`. */
+function withDefaults(config: Config, ref: Exclude<ModelRef, { kind: 'alias' }>, file: string): ResolvedModel {
+  return {
+    id: ref.kind === 'file' ? ref.path : `${ref.repo}:${ref.variant}`,
+    file,
+    ref,
     ctx: config.modelDefaults.ctx,
     parallel: config.modelDefaults.parallel,
     args: [...config.modelDefaults.args],
     ttl: config.pool.ttl,
     pinned: false,
   };
+}
+
+/** Resolves `id` against the config and the disk; throws ClientError (400/403/404) for what cannot be served. */
+export function resolveModel(config: Config, id: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedModel {
+  const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
   switch (ref.kind) {
     case 'alias': {
       const entry = config.models[ref.alias];
@@ -100,9 +107,9 @@ export function resolveModel(config: Config, id: unknown, env: NodeJS.ProcessEnv
       return fromEntry(config, ref.alias, entry, env);
     }
     case 'file':
-      return { id: ref.path, file: requireFile(ref.path, `model "${String(id)}"`), ref, ...defaults };
+      return withDefaults(config, ref, requireFile(ref.path, `model "${String(id)}"`));
     case 'hf':
-      return { id: `${ref.repo}:${ref.variant}`, file: hfFile(config, ref.repo, ref.variant, env), ref, ...defaults };
+      return withDefaults(config, ref, hfFile(config, ref.repo, ref.variant, env));
   }
 }
 
@@ -129,33 +136,11 @@ export async function resolveModelAsync(config: Config, id: unknown, hub: ModelH
   const env = opts.env ?? process.env;
   if (!hub) return resolveModel(config, id, env);
   const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
-  let repo: string;
-  let variant: string | undefined;
-  let build: (file: string) => ResolvedModel;
-  if (ref.kind === 'alias') {
-    const entry = config.models[ref.alias];
-    if (!entry?.hf) return resolveModel(config, id, env);
-    const hf = entryHf(config, ref.alias, entry);
-    repo = hf.repo;
-    variant = variantGiven(entry.hf) ? hf.variant : undefined;
-    build = (file) => entrySettings(config, ref.alias, entry, file);
-  } else if (ref.kind === 'hf') {
-    repo = ref.repo;
-    variant = variantGiven(String(id)) ? ref.variant : undefined;
-    build = (file) => ({
-      id: `${ref.repo}:${ref.variant}`,
-      file,
-      ref,
-      ctx: config.modelDefaults.ctx,
-      parallel: config.modelDefaults.parallel,
-      args: [...config.modelDefaults.args],
-      ttl: config.pool.ttl,
-      pinned: false,
-    });
-  } else {
-    return resolveModel(config, id, env);
-  }
-  const resolution = await hub.resolve(repo, variant);
+  const source = hubSource(config, ref, String(id));
+  if (!source) return resolveModel(config, id, env);
+  const build = (file: string): ResolvedModel =>
+    ref.kind === 'alias' ? entrySettings(config, ref.alias, config.models[ref.alias]!, file) : withDefaults(config, ref, file);
+  const resolution = await hub.resolve(source.repo, source.variant);
   const model: ResolvedModel = { ...build(resolution.parts[0]!.local), ...(resolution.mmproj ? { mmproj: resolution.mmproj.local } : {}) };
   if (!resolution.cached && opts.beforeDownload) {
     const header = await hub.probeHeader(resolution);
@@ -169,18 +154,27 @@ export async function resolveModelAsync(config: Config, id: unknown, hub: ModelH
 }
 
 /**
+ * The Hub repo (and the variant, only when one is named) behind a parsed id: a Hugging Face id, or an alias whose
+ * entry has `hf`; undefined for anything else. `id` is the identifier as written (it tells whether a variant was).
+ */
+function hubSource(config: Config, ref: ModelRef, id: string): { repo: string; variant?: string } | undefined {
+  if (ref.kind === 'hf') return { repo: ref.repo, ...(variantGiven(id) ? { variant: ref.variant } : {}) };
+  const entry = ref.kind === 'alias' ? config.models[ref.alias] : undefined;
+  if (ref.kind !== 'alias' || !entry?.hf) return undefined;
+  const hf = entryHf(config, ref.alias, entry);
+  return { repo: hf.repo, ...(variantGiven(entry.hf) ? { variant: hf.variant } : {}) };
+}
+
+/**
  * What pulling `model` downloads: a Hugging Face id, or an alias whose entry has `hf` (the variant only when one
  * is named). A file path, a local alias or a backend's model is a 400 saying so.
  */
 export function hubTarget(config: Config, model: string): { repo: string; variant?: string } {
   const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
-  if (ref.kind === 'alias') {
-    const entry = config.models[ref.alias]!;
-    if (entry.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);
-    if (!entry.hf) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is a local file (${entry.path}); only Hugging Face models are pulled`);
-    const hf = entryHf(config, ref.alias, entry);
-    return { repo: hf.repo, ...(variantGiven(entry.hf) ? { variant: hf.variant } : {}) };
-  }
-  if (ref.kind === 'hf') return { repo: ref.repo, ...(variantGiven(model) ? { variant: ref.variant } : {}) };
+  const entry = ref.kind === 'alias' ? config.models[ref.alias]! : undefined;
+  if (entry?.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);
+  const source = hubSource(config, ref, model);
+  if (source) return source;
+  if (entry) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is a local file (${entry.path}); only Hugging Face models are pulled`);
   throw new ClientError(400, 'nothing_to_pull', `"${model}" is a file path; pull takes a Hugging Face "owner/repo[:variant]" or an alias with "hf"`);
 }
