@@ -16,7 +16,7 @@ import { Pool as UndiciPool } from 'undici';
 import { defaultCacheDir } from '../src/config/index.js';
 import { writeTinyModel } from '../src/gguf/index.js';
 import { ensureLlamaTools } from '../src/llamacpp/index.js';
-import { spawnProxy } from './serve-process.js';
+import { instanceKey, spawnProxy } from './serve-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,6 +44,10 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
+/** Headers each client sends: the instance's own API key for the direct side (the proxy adds it itself). */
+const extraHeaders = new WeakMap<UndiciPool, Record<string, string>>();
+const headersOf = (client: UndiciPool) => ({ 'content-type': 'application/json', ...extraHeaders.get(client) });
+
 const body = (i: number, stream = false) =>
   JSON.stringify({ model: 'bench', prompt: `Request ${i % 7}:`, max_tokens: MAX_TOKENS, temperature: 0, stream, cache_prompt: true });
 
@@ -55,7 +59,7 @@ async function completions(client: UndiciPool, count: number, concurrency: numbe
     while (next < count) {
       const i = next++;
       const t0 = process.hrtime.bigint();
-      const res = await client.request({ method: 'POST', path: '/v1/completions', headers: { 'content-type': 'application/json' }, body: body(i) });
+      const res = await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: body(i) });
       await res.body.text();
       if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -70,7 +74,7 @@ async function firstTokens(client: UndiciPool, count: number): Promise<Sample> {
   const started = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();
-    const res = await client.request({ method: 'POST', path: '/v1/completions', headers: { 'content-type': 'application/json' }, body: body(i, true) });
+    const res = await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: body(i, true) });
     let first = 0;
     for await (const chunk of res.body) {
       if (!first && chunk.toString().includes('data: {')) first = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -104,8 +108,10 @@ async function main(): Promise<void> {
   const proxy = await spawnProxy(configFile);
   try {
     const load = await fetch(`${proxy.url}/models/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"bench"}' });
-    const loaded = (await load.json()) as { instance: { port: number } };
+    const loaded = (await load.json()) as { instance: { port: number; pid: number } };
     const direct = new UndiciPool(`http://127.0.0.1:${loaded.instance.port}`, { connections: SLOTS + 1 });
+    // The instance answers only its API key, which its environment holds (readable by the same user only).
+    extraHeaders.set(direct, { authorization: `Bearer ${instanceKey(loaded.instance.pid)}` });
     const proxied = new UndiciPool(proxy.url, { connections: SLOTS + 1 });
     const clients = { direct, proxy: proxied } as const;
 

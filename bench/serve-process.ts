@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** Runs `serve` in its own process (as users do), so the proxy does not share an event loop with the bench client. */
@@ -19,4 +20,11 @@ export async function spawnProxy(configFile: string): Promise<{ url: string; chi
   }
   child.kill('SIGKILL');
   throw new Error(`the proxy did not start:\n${stderr}`);
+}
+
+/** An instance's API key, read from its environment (a bench talks to the instance directly to compare). */
+export function instanceKey(pid: number): string {
+  const entry = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((e) => e.startsWith('LLAMA_API_KEY='));
+  if (!entry) throw new Error(`llama-server ${pid} has no LLAMA_API_KEY in its environment`);
+  return entry.slice('LLAMA_API_KEY='.length);
 }

@@ -62,6 +62,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
     capacity: config.pool.size,
     maxQueue: config.pool.maxQueue,
     queueTimeoutMs: config.pool.queueTimeout * 1000,
+    drainTimeoutMs: config.pool.drainTimeout * 1000,
     launcher: new LlamaServerLauncher(tools.server, config),
     ports: new PortAllocator(config.pool.portRange[0], config.pool.portRange[1]),
     placer,
@@ -91,10 +92,13 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
 
   let closing: Promise<void> | undefined;
   const close = () => {
+    // New requests are refused first; then the exchanges under way end with a last event (app.close's preClose),
+    // then the instances stop: a client is never left waiting on an instance that is being stopped.
     closing ??= (async () => {
+      pool.refuseNew();
       await hub.close();
-      await pool.shutdown();
       await app.close();
+      await pool.shutdown();
       monitor.stop();
     })();
     return closing;

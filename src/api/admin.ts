@@ -55,7 +55,7 @@ export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync
         footprint_mib: i.actualGpuBytes.size > 0 ? { gpus: mibMap(i.actualGpuBytes) } : null,
         logged_mib: i.logged ? { gpus: mibMap(i.logged.gpuBytes), host: mib(i.logged.hostBytes) } : null,
         gpu_processes: devices.flatMap((d) => d.processes.filter((p) => p.pid === i.pid).map((p) => ({ gpu: d.index, pid: p.pid, used_mib: mib(p.usedBytes) }))),
-        load: i.state === 'ready' && i.url ? await readInstanceLoad(i.url) : null,
+        load: i.state === 'ready' && i.url ? await readInstanceLoad(i.url, pool.instance(i.id)?.authHeaders) : null,
       })),
     );
     return {

@@ -16,6 +16,7 @@ import { registerAdminRoutes } from './admin.js';
 import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
 import { parseJsonBody } from './body.js';
+import { connectionOptions, guardConnections } from './connections.js';
 import { describeError, openaiError, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { registerMetrics } from './metrics.js';
@@ -48,19 +49,21 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const { config, pool, logger } = deps;
   const agents = deps.agents ?? AgentRegistry.empty();
   const startedAt = deps.startedAt ?? Date.now();
-  const clients = new UpstreamClients();
+  const clients = new UpstreamClients(config.llamaServer.readTimeout * 1000);
   const backend = config.backends.ollama ? new OllamaBackend(config.backends.ollama, config.models) : undefined;
   const app = Fastify({
     loggerInstance: logger,
     // One line per proxied request is logged by the route itself; fastify's two per request are noise.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: Math.round(config.server.bodyLimitMiB * 1024 * 1024),
-    // Long generations: never time a request out on the proxy side.
-    requestTimeout: 0,
-    keepAliveTimeout: 65_000,
+    // Deadlines for receiving a request (never for its answer: generations are long), keep-alive, client errors.
+    ...connectionOptions(config.server),
     // At shutdown the instances are gone already: close every client connection instead of waiting on them.
     forceCloseConnections: true,
   });
+
+  // First: a connection over its client's cap, or a request in another HTTP version, goes no further.
+  guardConnections(app, config.server);
 
   // Keep the raw bytes so a request is forwarded exactly as it came.
   app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, parseJsonBody);
@@ -78,20 +81,25 @@ export function buildApp(deps: AppDeps): ProxyApp {
   // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
   const placer = deps.placer;
   registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
-  registerApiKeys(app, config.server.apiKeys);
+  const hasKey = registerApiKeys(app, config.server.apiKeys);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt });
   registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt });
 
-  app.get('/health', async () => ({
+  // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.
+  app.get('/health', async (request) => hasKey(request) ? ({
     ...healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor, runtimeOverhead: deps.placer?.runtime.byGpu() }),
     backends: backend ? { ollama: await backend.status() } : {},
-  }));
+  }) : { status: 'ok', version: deps.version });
   registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor });
   registerDashboard(app);
 
+  // Before connections are closed: streams under way get a last event saying the proxy shuts down.
+  app.addHook('preClose', async () => {
+    await clients.shutdown();
+  });
   app.addHook('onClose', async () => {
     await clients.close();
     await backend?.close();

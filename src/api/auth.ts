@@ -1,7 +1,9 @@
 /**
  * API keys: when `server.apiKeys` (or $LLAMA_SMART_PROXY_API_KEYS) lists any, every request must carry one, as
  * OpenAI clients send it (`Authorization: Bearer <key>`) or as `x-api-key`. Left open: `GET /health` and
- * Ollama's `GET|HEAD /` (liveness probes), and the dashboard's page (it holds no data; it asks for a key). A missing or wrong key is a 401 in the route family's error shape.
+ * Ollama's `GET|HEAD /` (liveness probes), and the dashboard's page (it holds no data; it asks for a key); without a
+ * key /health says only that the service is up (no ports, pids or files). A missing or wrong key is a 401 in the
+ * route family's error shape.
  * Keys are compared by their SHA-256 in constant time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -37,8 +39,12 @@ function isOpen(method: string, url: string): boolean {
   return (method === 'GET' || method === 'HEAD') && (path === '/' || path === '/health' || path === DASHBOARD_PATH);
 }
 
-export function registerApiKeys(app: ProxyApp, keys: readonly string[]): void {
-  if (keys.length === 0) return;
+/**
+ * Adds the key check; returns whether a request carries a valid key (always true when no key is configured), for
+ * the open routes that say more to a client with a key (/health).
+ */
+export function registerApiKeys(app: ProxyApp, keys: readonly string[]): (request: FastifyRequest) => boolean {
+  if (keys.length === 0) return () => true;
   const allowed = keys.map(digest);
   app.addHook('onRequest', async (request, reply) => {
     if (isOpen(request.method, request.url)) return;
@@ -49,4 +55,5 @@ export function registerApiKeys(app: ProxyApp, keys: readonly string[]): void {
     // Ollama's routes answer {"error": "..."}, the rest OpenAI's shape
     return reply.send(request.url.startsWith('/api/') ? { error: message } : openaiError(401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
   });
+  return (request) => keyAllowed(presentedKey(request.headers), allowed);
 }

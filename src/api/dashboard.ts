@@ -170,11 +170,13 @@ const PAGE = /* html */ `<!doctype html>
 
   async function tick() {
     try {
-      const h = await (await fetch('/health')).json();
+      const h = await (await fetch('/health', { headers: headers() })).json();
       let status = null;
       const r = await fetch('/status', { headers: headers() });
       if (r.status === 401) $('keyform').style.display = 'block';
       else if (r.ok) status = await r.json();
+      // Without a key /health tells only that the proxy is up: nothing to draw until one is given.
+      if (!h.pool) return;
       renderHeader(h);
       renderGpus(h, status);
       renderInstances(h, status);

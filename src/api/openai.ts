@@ -17,7 +17,7 @@ import { endStreamWithError, progressStarted, type ModelResolver } from './model
 import type { OllamaBackend } from './ollama/backend.js';
 import { embeddingsModel, keepModelAndStream, routeId, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
 import type { ProxyApp } from './types.js';
-import { forward, type BodyTransform } from './upstream.js';
+import { forward, OPENAI_ERRORS, writeRawError, type BodyTransform } from './upstream.js';
 
 /** Endpoints that carry a prompt to one model: body JSON with "model". */
 export const INFERENCE_PATHS = ['chat/completions', 'completions', 'embeddings', 'rerank'] as const;
@@ -65,32 +65,45 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
   async function proxyTo(request: FastifyRequest, reply: FastifyReply, route: ModelRoute, target: { method: 'GET' | 'POST'; path: string }, options: ProxyOptions = {}): Promise<void> {
     const signal = options.signal ?? clientGone(reply);
     const started = Date.now();
-    const upstream = await pipeline.acquire(route, signal);
-    options.onUpstream?.(upstream);
-    reply.hijack();
+    let hijacked = false;
     try {
-      let body: string | Buffer | undefined;
-      if (target.method === 'POST') {
-        // The backend knows the model by its own name: the only case where a plain request is re-serialized.
-        body = options.body?.(upstream) ?? (upstream.upstreamModel !== undefined ? JSON.stringify({ ...bodyObject(request), model: upstream.upstreamModel }) : request.parsedBody?.raw);
-      }
-      const result = await forward(
-        upstream.target,
-        {
-          method: target.method,
-          path: target.path,
-          ...(body ? { body, contentType: 'application/json' } : {}),
-          headers: request.headers,
-          ...(options.transform ? { transform: options.transform(() => upstream.release()) } : {}),
+      await pipeline.exchange(
+        route,
+        signal,
+        async (upstream, retryable) => {
+          options.onUpstream?.(upstream);
+          reply.hijack();
+          hijacked = true;
+          let body: string | Buffer | undefined;
+          if (target.method === 'POST') {
+            // The backend knows the model by its own name: the only case where a plain request is re-serialized.
+            body = options.body?.(upstream) ?? (upstream.upstreamModel !== undefined ? JSON.stringify({ ...bodyObject(request), model: upstream.upstreamModel }) : request.parsedBody?.raw);
+          }
+          const result = await forward(
+            upstream.target,
+            {
+              method: target.method,
+              path: target.path,
+              ...(body ? { body, contentType: 'application/json' } : {}),
+              headers: request.headers,
+              retryable,
+              ...(options.transform ? { transform: options.transform(() => upstream.release()) } : {}),
+            },
+            reply.raw,
+          );
+          request.log.info(
+            { model: routeId(route), ...upstream.logFields(), path: target.path, status: result.status, outcome: result.outcome, waitedMs: upstream.waitedMs, ms: Date.now() - started, ...options.logFields?.() },
+            'proxied',
+          );
         },
-        reply.raw,
+        request.log as Logger,
       );
-      request.log.info(
-        { model: routeId(route), ...upstream.logFields(), path: target.path, status: result.status, outcome: result.outcome, waitedMs: upstream.waitedMs, ms: Date.now() - started, ...options.logFields?.() },
-        'proxied',
-      );
-    } finally {
-      upstream.release();
+    } catch (err) {
+      // Before the reply was taken over (the first acquire): fastify's error handler answers.
+      if (!hijacked) throw err;
+      // A retry's acquire failed after the reply was taken over: answer here, in this family's shape.
+      writeRawError(reply.raw, OPENAI_ERRORS, err);
+      request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed on its second try');
     }
   }
 

@@ -10,7 +10,7 @@ import { forEmbeddings, headerHasPooling, modelHeader, type ResolvedModel } from
 import type { Lease, Pool } from '../pool/pool.js';
 import type { ModelResolver, ResolveContext } from './model-resolution.js';
 import type { OllamaBackend } from './ollama/backend.js';
-import { requestJson, type UpstreamClients, type UpstreamTarget } from './upstream.js';
+import { requestJson, UpstreamUnsent, type UpstreamClients, type UpstreamTarget } from './upstream.js';
 
 /** A model of the Ollama backend: `id` as the client named it, `name` as Ollama knows it. */
 export interface BackendRoute {
@@ -136,17 +136,38 @@ export class PromptPipeline {
     };
   }
 
+  /**
+   * One exchange with the model's upstream: takes it (acquire), runs `run`, releases it. An exchange that failed
+   * before the upstream answered anything (its instance died or was killed just then: UpstreamUnsent, nothing
+   * written to the client) runs once more, on a fresh instance. `run` is told whether it may throw that (not on
+   * the last try: then it writes the error itself). Counted as under way for shutdown.
+   */
+  exchange<T>(route: ModelRoute, signal: AbortSignal, run: (upstream: Upstream, retryable: boolean) => Promise<T>, log?: Logger): Promise<T> {
+    return this.deps.clients.track(
+      (async () => {
+        for (let attempt = 1; ; attempt++) {
+          const upstream = await this.acquire(route, signal);
+          try {
+            return await run(upstream, attempt === 1);
+          } catch (err) {
+            if (!(err instanceof UpstreamUnsent) || attempt > 1 || signal.aborted) throw err;
+            log?.warn({ model: routeId(route), ...upstream.logFields(), reason: err.message }, 'upstream failed before answering; sending the request again');
+          } finally {
+            upstream.release();
+          }
+        }
+      })(),
+    );
+  }
+
   /** context.complete: one model call through the pool (or the backend), no agents, not streamed. */
   readonly callModel = async (endpoint: AgentEndpoint, body: JsonObject, signal: AbortSignal): Promise<JsonObject> => {
     const route = await this.route(body.model, { signal });
-    const upstream = await this.acquire(route, signal);
-    try {
-      const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
+    const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
+    return this.exchange(route, signal, (upstream) => {
       const sent = upstream.upstreamModel === undefined ? rest : { ...rest, model: upstream.upstreamModel };
-      return await requestJson(upstream.target, `/v1/${endpoint}`, sent, signal, routeId(route));
-    } finally {
-      upstream.release();
-    }
+      return requestJson(upstream.target, `/v1/${endpoint}`, sent, signal, routeId(route));
+    });
   };
 
   /** The agent session of one request. */

@@ -4,18 +4,23 @@
  * sockets beyond that would only hold llama-server's HTTP threads) or a backend server (Ollama). Nothing here
  * knows which; a target says how long to wait and how to name a failure.
  */
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool as UndiciPool, type Dispatcher } from 'undici';
 import type { Instance } from '../pool/instance.js';
 import { describeExit } from '../pool/instance.js';
-import { openaiError, UpstreamCallError } from './errors.js';
+import { describeError, openaiError, UpstreamCallError } from './errors.js';
 
 export { UpstreamCallError };
 
 const EXIT_GRACE_MS = 500;
 const PASSED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'x-accel-buffering', 'content-encoding'];
+/** Stale keep-alive sockets one request may run into before a fresh connection (one per pooled connection, bounded). */
+const STALE_RETRIES = 4;
+/** How long shutdown waits for the exchanges under way to write their last event. */
+const SHUTDOWN_GRACE_MS = 2000;
+const SHUTTING_DOWN = 'the proxy is shutting down';
 
 /** Where a request goes. */
 export interface UpstreamTarget {
@@ -25,31 +30,76 @@ export interface UpstreamTarget {
   /** Milliseconds to wait for the answer's headers, and between two pieces of its body; 0 = no limit. */
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
+  /** Headers every request to it carries (an instance's API key). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Fires when the proxy shuts down: exchanges under way end with a last error event. */
+  readonly closing?: AbortSignal;
   /** Why an exchange failed (connection refused, timeout, a process that died): status and message for the client. */
   failure(err: unknown): { status: number; message: string };
+  /**
+   * Whether a request that failed this way before any answer may go once more to a fresh upstream: true for an
+   * instance of ours whose connection broke (it died or was killed), never for a timeout.
+   */
+  unsent?(err: unknown): boolean;
   /** Waits (briefly) until a failure can be named: a dying instance closes its sockets before its exit is seen. */
   settle?(): Promise<unknown>;
 }
 
-/** An instance of ours: no time limit (long generations), failures named by the process's exit. */
-export function instanceTarget(dispatcher: Dispatcher, instance: Instance): UpstreamTarget {
+/**
+ * Failures of the connection itself (refused, reset, closed; or the instance's connection pool already closed
+ * because its process exited), not of a timeout or of the answer.
+ */
+function isConnectionFailure(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED';
+}
+
+export interface InstanceTargetOptions {
+  /** Milliseconds for the answer to begin and between its pieces (llamaServer.readTimeout); 0 = no limit. */
+  readTimeoutMs: number;
+  closing?: AbortSignal;
+}
+
+/** An instance of ours: its API key on every request, failures named by the process's exit. */
+export function instanceTarget(dispatcher: Dispatcher, instance: Instance, options: InstanceTargetOptions): UpstreamTarget {
   return {
     dispatcher,
     name: `instance ${instance.id}`,
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    failure: (err) => ({ status: 502, message: upstreamFailure(instance, err) }),
+    headersTimeout: options.readTimeoutMs,
+    bodyTimeout: options.readTimeoutMs,
+    headers: instance.authHeaders,
+    ...(options.closing ? { closing: options.closing } : {}),
+    failure: (err) => (options.closing?.aborted ? { status: 503, message: SHUTTING_DOWN } : { status: 502, message: upstreamFailure(instance, err, options.readTimeoutMs) }),
+    unsent: (err) => !options.closing?.aborted && isConnectionFailure(err),
     settle: () => Promise.race([instance.waitExit(), sleep(EXIT_GRACE_MS)]),
   };
 }
 
+/**
+ * A request that failed before its upstream answered anything, on a target that allows another try: the caller
+ * (PromptPipeline.exchange) sends it once more to a fresh instance. Nothing was written to the client.
+ */
+export class UpstreamUnsent extends UpstreamCallError {
+  constructor(status: number, message: string) {
+    super(status, message);
+    this.name = 'UpstreamUnsent';
+  }
+}
+
 export class UpstreamClients {
   private readonly pools = new Map<string, UndiciPool>();
+  private readonly closing = new AbortController();
+  private readonly active = new Set<Promise<unknown>>();
+
+  constructor(private readonly readTimeoutMs = 0) {
+    // Every exchange under way listens to it (removed when it ends): as many as there are requests in flight.
+    setMaxListeners(0, this.closing.signal);
+  }
 
   get(instance: Instance, connections: number): UndiciPool {
     let pool = this.pools.get(instance.id);
     if (!pool) {
-      pool = new UndiciPool(instance.url, { connections, pipelining: 1, keepAliveTimeout: 10_000 });
+      pool = new UndiciPool(instance.url, { connections, pipelining: 1, keepAliveTimeout: 10_000, connectTimeout: 10_000 });
       this.pools.set(instance.id, pool);
       const created = pool;
       instance.once('exit', () => {
@@ -62,10 +112,29 @@ export class UpstreamClients {
 
   /** The target for a lease's instance. */
   target(instance: Instance, connections: number): UpstreamTarget {
-    return instanceTarget(this.get(instance, connections), instance);
+    return instanceTarget(this.get(instance, connections), instance, { readTimeoutMs: this.readTimeoutMs, closing: this.closing.signal });
+  }
+
+  /** Counts an exchange as under way until `done` settles (shutdown waits for it to write its end). */
+  track<T>(done: Promise<T>): Promise<T> {
+    this.active.add(done);
+    const forget = () => this.active.delete(done);
+    done.then(forget, forget);
+    return done;
+  }
+
+  /**
+   * Ends the exchanges under way: each stream gets a last error event saying the proxy shuts down, each
+   * waiting answer a 503; waits for them to be written (bounded), so clients see a clean end.
+   */
+  async shutdown(): Promise<void> {
+    this.closing.abort();
+    if (this.active.size === 0) return;
+    await Promise.race([Promise.allSettled([...this.active]), sleep(SHUTDOWN_GRACE_MS)]);
   }
 
   async close(): Promise<void> {
+    this.closing.abort();
     await Promise.all([...this.pools.values()].map((p) => p.destroy().catch(() => {})));
     this.pools.clear();
   }
@@ -85,6 +154,18 @@ export const OPENAI_ERRORS: ErrorFormat = {
   streamEvent: (status, message) => `data: ${JSON.stringify(openaiError(status, message, 'upstream_error'))}\n\n`,
 };
 
+/** Answers an error on a raw response taken over from fastify: a whole body, or a last event once headers are out. */
+export function writeRawError(res: ServerResponse, errors: ErrorFormat, err: unknown): void {
+  if (res.writableEnded || res.destroyed) return;
+  const { status, message, retryAfter } = describeError(err);
+  if (res.headersSent) {
+    res.end(errors.streamEvent(status, message));
+    return;
+  }
+  const body = errors.body(status, message);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : {}) }).end(body);
+}
+
 export interface ForwardRequest {
   method: 'GET' | 'POST';
   /** Path and query upstream. */
@@ -96,6 +177,11 @@ export interface ForwardRequest {
   transform?: (status: number, contentType: string | undefined) => BodyTransform | undefined;
   /** How failures reach the client (default: OpenAI's shape, SSE events mid-stream). */
   errors?: ErrorFormat;
+  /**
+   * A failure before any answer throws UpstreamUnsent (nothing written) when the target allows another try,
+   * instead of writing the error: the caller sends the request again.
+   */
+  retryable?: boolean;
 }
 
 export interface ForwardResult {
@@ -109,7 +195,8 @@ export interface ForwardResult {
 /**
  * llama-server closes the connection after a streamed (SSE) answer although it announced keep-alive, so the
  * next request undici sends on that socket fails before any answer ("other side closed", UND_ERR_SOCKET): the
- * server never read it, and it is sent once more on a fresh connection.
+ * server never read it, and it is sent again. Each pooled socket can be stale once, so a few tries (a fresh
+ * connection comes after the stale ones are gone); none once the target is known to be gone.
  */
 function isStaleConnection(err: unknown): boolean {
   const code = (err as { code?: string }).code;
@@ -120,18 +207,49 @@ type RequestOptions = Parameters<Dispatcher['request']>[0];
 export type UpstreamResponse = Dispatcher.ResponseData<unknown>;
 
 async function requestRetryingStale(dispatcher: Dispatcher, options: RequestOptions & { signal: AbortSignal }): Promise<UpstreamResponse> {
-  try {
-    return await dispatcher.request(options);
-  } catch (err) {
-    if (!isStaleConnection(err) || options.signal.aborted) throw err;
-    return await dispatcher.request(options);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await dispatcher.request(options);
+    } catch (err) {
+      if (!isStaleConnection(err) || options.signal.aborted || attempt >= STALE_RETRIES) throw err;
+    }
   }
 }
 
+/**
+ * The signal an upstream request listens to: the client going away, or the proxy shutting down. Listeners, not
+ * AbortSignal.any: Node 20 keeps every signal made by any() from a long-lived source (the shutdown signal) alive.
+ * `dispose` once the exchange is over.
+ */
+function exchangeSignal(target: UpstreamTarget, signal: AbortSignal): { signal: AbortSignal; dispose: () => void } {
+  const closing = target.closing;
+  if (!closing) return { signal, dispose: () => {} };
+  const linked = new AbortController();
+  const abort = () => linked.abort();
+  if (signal.aborted || closing.aborted) linked.abort();
+  signal.addEventListener('abort', abort, { once: true });
+  closing.addEventListener('abort', abort, { once: true });
+  return {
+    signal: linked.signal,
+    dispose: () => {
+      signal.removeEventListener('abort', abort);
+      closing.removeEventListener('abort', abort);
+    },
+  };
+}
+
 /** Why an upstream exchange broke, naming the model and the instance's exit when it died. */
-function upstreamFailure(instance: Instance, err: unknown): string {
+function upstreamFailure(instance: Instance, err: unknown, readTimeoutMs: number): string {
   const exit = instance.exit;
-  const how = exit ? `llama-server exited (${describeExit(exit)})` : (err as Error).message;
+  const code = (err as { code?: string }).code;
+  const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+  const how = instance.hung
+    ? instance.hung
+    : exit
+      ? `llama-server exited (${describeExit(exit)})`
+      : timedOut
+        ? `no answer for ${Math.round(readTimeoutMs / 1000)} s (llamaServer.readTimeout)`
+        : (err as Error).message;
   return `instance ${instance.id} of model "${instance.spec.modelId}" failed: ${how}`;
 }
 
@@ -153,21 +271,26 @@ export interface OpenRequest {
  * UpstreamCallError when the target cannot be reached; an answer with an error status is returned as it is.
  */
 export async function openUpstream(target: UpstreamTarget, req: OpenRequest, signal: AbortSignal): Promise<UpstreamResponse> {
+  const linked = exchangeSignal(target, signal);
   try {
-    return await requestRetryingStale(target.dispatcher, {
+    const res = await requestRetryingStale(target.dispatcher, {
       method: req.method ?? 'POST',
       path: req.path,
-      headers: { accept: req.accept ?? 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { ...target.headers, accept: req.accept ?? 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       body: req.body ?? null,
-      signal,
+      signal: linked.signal,
       headersTimeout: target.headersTimeout,
       bodyTimeout: target.bodyTimeout,
     });
+    // Read by the caller: the shutdown stays linked until the body is done.
+    res.body.once('close', linked.dispose);
+    return res;
   } catch (err) {
+    linked.dispose();
     if (signal.aborted) throw err;
-    await target.settle?.();
+    if (!target.closing?.aborted) await target.settle?.();
     const { status, message } = target.failure(err);
-    throw new UpstreamCallError(status, message);
+    throw target.unsent?.(err) ? new UpstreamUnsent(status, message) : new UpstreamCallError(status, message);
   }
 }
 
@@ -182,9 +305,12 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
     if (!res.writableFinished) abort.abort();
   };
   res.on('close', onClose);
+  // Shutdown aborts the upstream exchange too; the client then gets its last event (not a cut).
+  const linked = exchangeSignal(target, abort.signal);
+  const upstreamSignal = linked.signal;
   let bytes = 0;
   try {
-    const headers: Record<string, string> = { accept: req.headers?.accept ?? '*/*' };
+    const headers: Record<string, string> = { ...target.headers, accept: req.headers?.accept ?? '*/*' };
     if (req.contentType) headers['content-type'] = req.contentType;
     let upstream;
     try {
@@ -193,13 +319,15 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
         path: req.path,
         headers,
         body: req.body ?? null,
-        signal: abort.signal,
+        signal: upstreamSignal,
         headersTimeout: target.headersTimeout,
         bodyTimeout: target.bodyTimeout,
       });
     } catch (err) {
       if (abort.signal.aborted) return { status: 499, bytes, outcome: 'client_closed' };
+      if (!target.closing?.aborted) await target.settle?.();
       const { status, message } = target.failure(err);
+      if (req.retryable && !res.headersSent && target.unsent?.(err)) throw new UpstreamUnsent(status, message);
       // Headers already out (download progress was streamed): the error goes as a stream event.
       if (res.headersSent) {
         res.end(errors.streamEvent(status, message));
@@ -232,13 +360,14 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
       for await (const chunk of body) {
         bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
         // Respect the client's pace: stop reading upstream while the client's buffer is full.
-        if (!res.write(chunk) && !res.destroyed) await once(res, 'drain', { signal: abort.signal });
+        if (!res.write(chunk) && !res.destroyed) await once(res, 'drain', { signal: upstreamSignal });
       }
     } catch (err) {
       if (abort.signal.aborted || res.destroyed) return { status: upstream.statusCode, bytes, outcome: 'client_closed' };
-      await target.settle?.();
-      // Upstream broke mid-answer: tell a streaming client with an error event, then close.
-      if (streaming) res.end(errors.streamEvent(502, target.failure(err).message));
+      if (!target.closing?.aborted) await target.settle?.();
+      // Upstream broke mid-answer (or the proxy shuts down): tell a streaming client with an error event, then close.
+      const failure = target.failure(err);
+      if (streaming) res.end(errors.streamEvent(failure.status, failure.message));
       else res.destroy();
       return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
     }
@@ -246,6 +375,7 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
     return { status: upstream.statusCode, bytes, outcome: 'ok' };
   } finally {
     res.off('close', onClose);
+    linked.dispose();
   }
 }
 

@@ -189,8 +189,22 @@ export const ConfigSchema = z
         bodyLimitMiB: z.number().positive().default(32),
         /** When any: every request but GET /health and GET / must carry one (Authorization: Bearer, or x-api-key). */
         apiKeys: z.array(z.string().min(1, 'an API key cannot be empty')).default([]),
+        /** Seconds to receive a request's headers (from its first byte, or from the connection); 0 = no limit. */
+        headersTimeout: seconds.default(30),
+        /** Seconds to receive a whole request, body included (not its answer, which may stream for minutes); 0 = no limit. */
+        requestTimeout: seconds.default(120),
+        /** Seconds an idle connection is kept open between two requests. */
+        keepAliveTimeout: z.number().positive().default(65),
+        /** Open connections per client address; more are answered 503 and closed. 0 = no limit. */
+        maxConnectionsPerClient: z.number().int().nonnegative().default(128),
       })
       .strict()
+      .superRefine((s, ctx) => {
+        // Node refuses this combination; say it in the config's terms.
+        if (s.headersTimeout > 0 && s.requestTimeout > 0 && s.headersTimeout > s.requestTimeout) {
+          ctx.addIssue({ code: 'custom', path: ['headersTimeout'], message: `must not exceed requestTimeout (${s.requestTimeout}): the headers are part of the request` });
+        }
+      })
       .prefault({}),
     llamaServer: z
       .object({
@@ -202,6 +216,18 @@ export const ConfigSchema = z
         startTimeout: seconds.default(120),
         /** Seconds between SIGTERM and SIGKILL when stopping an instance. */
         stopTimeout: seconds.default(10),
+        /** Seconds between two liveness probes (GET /health) of a ready instance. */
+        healthInterval: z.number().positive().default(5),
+        /** Seconds a liveness probe may take. */
+        healthTimeout: z.number().positive().default(5),
+        /** Probes failed in a row after which an instance is taken for hung, killed and restarted; 0 = no probes. */
+        healthFailures: z.number().int().nonnegative().default(3),
+        /**
+         * Seconds to wait for an instance's answer to begin (its prompt processed: long prompts on a CPU take
+         * minutes) and, once it streams, between two pieces of it; 0 = no limit. A hung instance is caught sooner
+         * by the liveness probes.
+         */
+        readTimeout: seconds.default(600),
         /** llama-server's -lv; at 4 it logs its memory buffers, which the proxy reads as the instance's footprint. */
         logVerbosity: z.number().int().min(0).max(5).default(4),
         /** Backend of the managed build: auto picks cuda when nvcc is found. */
@@ -229,6 +255,8 @@ export const ConfigSchema = z
         maxQueue: z.number().int().nonnegative().default(64),
         /** Seconds a request may wait in the queue before it gets 503. */
         queueTimeout: seconds.default(300),
+        /** Seconds an unload or an eviction waits for the instance's requests in flight to finish before it stops it. */
+        drainTimeout: seconds.default(60),
         /** Default idle TTL in seconds for models that set none; 0 = never. */
         ttl: seconds.default(0),
       })

@@ -22,14 +22,15 @@ export function parseLlamaMetrics(text: string): Map<string, number> {
   return out;
 }
 
-async function getText(url: string, timeoutMs: number): Promise<string> {
-  const res = await request(url, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+async function getText(url: string, timeoutMs: number, headers: Record<string, string>): Promise<string> {
+  const res = await request(url, { headers, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
   const body = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`${url} answered ${res.statusCode}`);
   return body;
 }
 
-export async function readInstanceLoad(baseUrl: string, timeoutMs = 1000): Promise<InstanceLoad> {
+/** `headers`: the instance's API key (Instance.authHeaders). */
+export async function readInstanceLoad(baseUrl: string, headers: Record<string, string> = {}, timeoutMs = 1000): Promise<InstanceLoad> {
   const load: InstanceLoad = {
     promptTokensPerSecond: null,
     predictedTokensPerSecond: null,
@@ -39,7 +40,7 @@ export async function readInstanceLoad(baseUrl: string, timeoutMs = 1000): Promi
     slotsBusy: null,
     error: null,
   };
-  const [metrics, slots] = await Promise.allSettled([getText(`${baseUrl}/metrics`, timeoutMs), getText(`${baseUrl}/slots`, timeoutMs)]);
+  const [metrics, slots] = await Promise.allSettled([getText(`${baseUrl}/metrics`, timeoutMs, headers), getText(`${baseUrl}/slots`, timeoutMs, headers)]);
   const errors: string[] = [];
   if (metrics.status === 'fulfilled') {
     const m = parseLlamaMetrics(metrics.value);

@@ -61,7 +61,20 @@ function proportionalSplit(gpus: number[], usable: ReadonlyMap<number, number>):
  */
 const SPLIT_BOUND_SLACK = 0.95;
 
-function attempt(input: PlanInput, gpus: number[], usable: ReadonlyMap<number, number>, ngl: number | 'full' = 'full', split?: number[]): Attempt {
+/** Host RAM the proxy's instances are charged. */
+function heldOnHost(running: readonly RunningInstance[]): number {
+  return running.reduce((sum, r) => sum + (r.hostBytes ?? 0), 0);
+}
+
+/** Host RAM a new model may take (see PlanInput.host); undefined: not checked. */
+export function usableHostBytes(input: Pick<PlanInput, 'host' | 'running' | 'settings'>): number | undefined {
+  const host = input.host;
+  if (!host) return input.settings.hostAvailableBytes;
+  const room = Math.min(host.availableBytes, host.totalBytes - heldOnHost(input.running)) - (host.loadingBytes ?? 0);
+  return Math.max(0, room);
+}
+
+function attempt(input: PlanInput, gpus: number[], usable: ReadonlyMap<number, number>, ngl: number | 'full' = 'full', split?: number[], hostRoom = usableHostBytes(input)): Attempt {
   const candidate: Candidate = { gpus, ngl };
   if (gpus.length > 1) {
     candidate.tensorSplit = split ?? proportionalSplit(gpus, usable);
@@ -73,7 +86,7 @@ function attempt(input: PlanInput, gpus: number[], usable: ReadonlyMap<number, n
   }
   const cost = input.estimate(candidate);
   const gpuFits = gpus.every((g, i) => (cost.gpuBytes[i] ?? 0) <= (usable.get(g) ?? 0));
-  const hostFits = input.settings.hostAvailableBytes === undefined || cost.hostBytes <= input.settings.hostAvailableBytes;
+  const hostFits = hostRoom === undefined || cost.hostBytes <= hostRoom;
   return { candidate, cost, fits: gpuFits && hostFits };
 }
 
@@ -192,6 +205,34 @@ function memoized(estimate: EstimateFn): EstimateFn {
   };
 }
 
+/**
+ * A CPU placement that does not fit the host RAM now: the fewest idle instances (least recently used first) whose
+ * RAM makes it fit are evicted; if only busy ones would, it waits; else a refusal with the numbers.
+ */
+function hostShortage(input: PlanInput, usable: ReadonlyMap<number, number>, needed: number): PlanResult {
+  const room = usableHostBytes(input) ?? 0;
+  const held = heldOnHost(input.running);
+  const fitsWith = (freed: number) => attempt(input, [], usable, 0, undefined, room + freed).fits;
+  const onHost = input.running.filter((r) => !r.pinned && (r.hostBytes ?? 0) > 0);
+  const idle = onHost.filter((r) => r.idle).sort((a, b) => a.lastUsed - b.lastUsed || a.instanceId.localeCompare(b.instanceId));
+  const victims: RunningInstance[] = [];
+  let freed = 0;
+  for (const victim of idle) {
+    victims.push(victim);
+    freed += victim.hostBytes ?? 0;
+    if (fitsWith(freed)) {
+      return { kind: 'evict', victims: victims.map((v) => v.instanceId), reason: `needs ${formatGiB(needed)} of host memory; evicting idle ${victims.map((v) => `"${v.modelId}"`).join(', ')}` };
+    }
+  }
+  if (fitsWith(onHost.reduce((sum, r) => sum + (r.hostBytes ?? 0), 0))) {
+    return { kind: 'wait', reason: `the host memory "${input.modelId}" needs is held by instances serving requests` };
+  }
+  const detail = input.host
+    ? ` (${formatGiB(input.host.availableBytes)} free of ${formatGiB(input.host.totalBytes)}, ${formatGiB(held)} charged to the proxy's instances${input.host.loadingBytes ? `, ${formatGiB(input.host.loadingBytes)} to loads under way` : ''})`
+    : '';
+  return { kind: 'refuse', reason: `model "${input.modelId}" needs ${formatGiB(needed)} of host memory on the CPU; ${formatGiB(room)} available${detail}` };
+}
+
 export function planPlacement(request: PlanInput): PlanResult {
   const input: PlanInput = { ...request, estimate: memoized(request.estimate) };
   const pinError = checkPins(input);
@@ -244,11 +285,11 @@ export function planPlacement(request: PlanInput): PlanResult {
     }
   }
 
-  // 5. CPU.
+  // 5. CPU: host RAM checked as a GPU's memory is (evict idle instances, else wait for busy ones, else refuse).
   if (input.settings.cpuFallback || input.pins?.ngl === 0 || (input.gpus.length === 0 && !pinned)) {
     const cpu = attempt(input, [], usable, 0);
     if (cpu.fits) return placement(cpu, input.gpus.length === 0 ? 'no GPU: runs on the CPU' : 'CPU fallback: no GPU has room');
-    return { kind: 'refuse', reason: `model "${input.modelId}" needs ${formatGiB(cpu.cost.hostBytes)} of host memory on the CPU; ${formatGiB(input.settings.hostAvailableBytes ?? 0)} available` };
+    return hostShortage(input, usable, cpu.cost.hostBytes);
   }
 
   const single = input.estimate({ gpus: [eligible[0]?.index ?? 0], ngl: input.pins?.ngl ?? 'full' });

@@ -32,6 +32,22 @@ export interface InstancePlacement {
   reason: string;
 }
 
+/** What the proxy's instances hold and what loads under way were promised (per GPU index, and on the host). */
+export interface Ledger {
+  running: RunningInstance[];
+  loading: Map<number, number>;
+  loadingHostBytes?: number;
+}
+
+/** The machine's RAM as placement reads it (the OS's figures; a test may declare its own). */
+export interface HostMemory {
+  total(): number;
+  /** What the OS says can be given to a new process now (MemAvailable on Linux). */
+  available(): number;
+}
+
+export const OS_HOST_MEMORY: HostMemory = { total: () => os.totalmem(), available: () => os.freemem() };
+
 export type PlaceDecision =
   | { kind: 'place'; placement: InstancePlacement }
   | Exclude<PlanResult, { kind: 'place' }>;
@@ -74,6 +90,7 @@ export class PlacementService {
     private readonly monitor: GpuMonitor,
     private readonly settings: GpuConfig,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => {},
+    private readonly hostMemory: HostMemory = OS_HOST_MEMORY,
   ) {}
 
   get hasGpus(): boolean {
@@ -123,7 +140,6 @@ export class PlacementService {
       maxMemoryUsedFraction: s.maxMemoryUsed,
       partialOffload: s.partialOffload,
       cpuFallback: s.cpuFallback,
-      hostAvailableBytes: os.freemem(),
     };
   }
 
@@ -150,8 +166,8 @@ export class PlacementService {
    * For models not on disk yet (a download not started): `info` comes from a header fetched by range.
    */
   async refusalIfNeverFits(model: ResolvedModel, info: ModelInfo, ours: () => Map<number, number>): Promise<string | undefined> {
-    // Our instances' memory counts as free: they could all be stopped.
-    const { result } = await this.plan(model, info, () => ({ running: [], loading: new Map() }), ours);
+    // Our instances' memory counts as free: they could all be stopped (on the host: all of its RAM, at most).
+    const { result } = await this.plan(model, info, () => ({ running: [], loading: new Map() }), ours, true);
     return result.kind === 'refuse' ? result.reason : undefined;
   }
 
@@ -159,8 +175,9 @@ export class PlacementService {
   private async plan(
     model: ResolvedModel,
     info: ModelInfo,
-    ledger: () => { running: RunningInstance[]; loading: Map<number, number> },
+    ledger: () => Ledger,
     freedByUs?: () => Map<number, number>,
+    wholeHost = false,
   ): Promise<{ result: PlanResult; devices: GpuDevice[] }> {
     const settings = estimateSettings(model.ctx, model.parallel, model.args);
     const devices = this.hasGpus ? await this.monitor.refresh() : [];
@@ -173,6 +190,7 @@ export class PlacementService {
       gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: Math.min(d.totalBytes, d.freeBytes + (freed.get(d.index) ?? 0)), utilization: d.utilizationGpu })),
       running: state.running,
       loading: state.loading,
+      host: { totalBytes: this.hostMemory.total(), availableBytes: wholeHost ? this.hostMemory.total() : this.hostMemory.available(), loadingBytes: state.loadingHostBytes ?? 0 },
       pins: this.pins(model, devices),
       settings: this.plannerSettings(),
     });
@@ -183,7 +201,7 @@ export class PlacementService {
    * Decides where `model` runs, given the proxy's instances (running) and loads under way, on GPU readings taken
    * now. Synchronous after the read, so the caller can record the result before anything else plans.
    */
-  async decide(model: ResolvedModel, running: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision> {
+  async decide(model: ResolvedModel, running: () => Ledger): Promise<PlaceDecision> {
     let info: ModelInfo;
     try {
       info = this.modelInfo(model.file);

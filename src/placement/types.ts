@@ -36,6 +36,8 @@ export interface RunningInstance {
   modelId: string;
   /** Bytes it holds (its measured footprint when known, else its estimate), per GPU index. */
   gpuBytes: Map<number, number>;
+  /** Host RAM its estimate charges it (weights and buffers not on a GPU); 0 or absent when unknown. */
+  hostBytes?: number;
   /** No request in flight (it may be evicted). */
   idle: boolean;
   pinned: boolean;
@@ -76,6 +78,13 @@ export interface PlanInput {
   running: readonly RunningInstance[];
   /** Bytes already promised to loads under way, per GPU index (their estimates, until their footprint is known). */
   loading: ReadonlyMap<number, number>;
+  /**
+   * The machine's RAM, read now, checked like a GPU's memory: room is the smaller of what the OS says is
+   * available and total minus what the ledger charges the proxy's instances (mapped weights and a KV cache are
+   * paged in lazily: the OS does not count them yet), less host bytes promised to loads under way. Absent:
+   * `settings.hostAvailableBytes` (or no check).
+   */
+  host?: { totalBytes: number; availableBytes: number; loadingBytes?: number };
   pins?: ModelPins;
   settings: PlannerSettings;
 }

@@ -1,9 +1,13 @@
 /**
  * One llama-server process serving one model: spawn (own process group, under the watchdog), readiness
- * (poll /health until 200), stop (SIGTERM to the group, SIGKILL after a timeout), last log lines kept.
- * It knows nothing of HTTP routes or of the pool's decisions.
+ * (poll /health until 200), liveness once ready (a /health that times out `failures` times in a row means the
+ * process is hung: it is killed, and its exit reads as a crash), stop (SIGTERM to the group, SIGKILL after a
+ * timeout), last log lines kept. Only the proxy can talk to it: it is started with a random API key
+ * (`LLAMA_API_KEY` in its environment, which other users cannot read, unlike its command line) that every
+ * request of ours carries. It knows nothing of HTTP routes or of the pool's decisions.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
@@ -25,6 +29,17 @@ export interface InstanceSpec {
   stopTimeoutMs: number;
   logLines?: number;
   env?: NodeJS.ProcessEnv;
+  /** Liveness once ready; absent: none. */
+  liveness?: LivenessSpec;
+}
+
+export interface LivenessSpec {
+  /** Milliseconds between two /health probes. */
+  intervalMs: number;
+  /** Milliseconds a probe may take. */
+  timeoutMs: number;
+  /** Probes failed in a row after which the process is taken for hung and killed. */
+  failures: number;
 }
 
 export interface ExitInfo {
@@ -46,8 +61,12 @@ export class InstanceError extends Error {
 
 const HEALTH_POLL_MS = 50;
 
-export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceState]; line: [string] }> {
+export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceState]; line: [string]; unresponsive: [string] }> {
   state: InstanceState = 'starting';
+  /** The instance's API key: only requests carrying it are answered (its /health excepted). */
+  readonly secret = randomBytes(24).toString('base64url');
+  /** Why the proxy killed it as hung, if it did. */
+  hung: string | undefined;
   readonly logs: RingBuffer<string>;
   readonly createdAt = Date.now();
   readyAt: number | undefined;
@@ -57,6 +76,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
   private child: ChildProcess | undefined;
   private exited: Promise<ExitInfo> | undefined;
   private stopRequested = false;
+  private livenessTimer: NodeJS.Timeout | undefined;
   /** Our own process said it bound the port: a /health answer then really comes from it, not a stranger's. */
   private listening = false;
   /** It said it could not bind the port (someone took it between our check and its start). */
@@ -73,6 +93,11 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
 
   get pid(): number | undefined {
     return this.child?.pid;
+  }
+
+  /** Headers every request of ours to it carries. */
+  get authHeaders(): Record<string, string> {
+    return { authorization: `Bearer ${this.secret}` };
   }
 
   get url(): string {
@@ -92,7 +117,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
     const child = spawn(command, args, {
       detached: true,
       stdio: ['pipe', 'pipe', 'pipe'],
-      env: this.spec.env ?? process.env,
+      env: { ...(this.spec.env ?? process.env), LLAMA_API_KEY: this.secret },
     });
     this.child = child;
     // The watchdog's pipe: never written, closed only when this process dies.
@@ -102,12 +127,13 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
       child.once('exit', (code, signal) => {
         const info: ExitInfo = { code, signal, expected: this.stopRequested };
         this.exit = info;
+        this.stopLiveness();
         this.exitedAt = Date.now();
         // Reap the watcher left in the group (and anything else llama-server may have forked).
         this.killGroup('SIGKILL');
         child.stdin?.destroy();
         if (!this.stopRequested && this.state !== 'failed') {
-          this.failure = `llama-server exited unexpectedly (${describeExit(info)})`;
+          this.failure = this.hung ?? `llama-server exited unexpectedly (${describeExit(info)})`;
           this.setState('failed');
         } else if (this.stopRequested) {
           this.setState('stopped');
@@ -133,6 +159,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
       if (this.listening && (await this.healthy())) {
         this.readyAt = Date.now();
         this.setState('ready');
+        this.startLiveness();
         return;
       }
       await sleep(HEALTH_POLL_MS);
@@ -143,14 +170,49 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
     throw new InstanceError(this.failure, this.logs.last(40));
   }
 
-  private async healthy(): Promise<boolean> {
+  private async healthy(timeoutMs = 1000): Promise<boolean> {
     try {
-      const res = await request(`${this.url}/health`, { method: 'GET', headersTimeout: 1000, bodyTimeout: 1000 });
+      const res = await request(`${this.url}/health`, { method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
       await res.body.dump();
       return res.statusCode === 200;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Probes /health while the instance is ready. llama-server answers it from an HTTP thread of its own, also
+   * while its slots compute, so silence means the process is stopped or wedged, not busy. After `failures`
+   * silent probes in a row the group is killed: its sockets close (clients get an error at once) and the pool
+   * sees a crash it restarts.
+   */
+  private startLiveness(): void {
+    const spec = this.spec.liveness;
+    if (!spec || spec.failures <= 0) return;
+    let missed = 0;
+    const probe = async () => {
+      this.livenessTimer = undefined;
+      if (this.state !== 'ready' || this.exit) return;
+      const ok = await this.healthy(spec.timeoutMs);
+      if (this.state !== 'ready' || this.exit) return;
+      missed = ok ? 0 : missed + 1;
+      if (missed >= spec.failures) {
+        this.hung = `llama-server for "${this.spec.modelId}" (pid ${this.pid}) did not answer /health ${missed} times in a row (${spec.timeoutMs} ms each): killed as hung`;
+        this.logs.push(this.hung);
+        this.emit('unresponsive', this.hung);
+        this.killGroup('SIGKILL');
+        return;
+      }
+      this.livenessTimer = setTimeout(() => void probe(), spec.intervalMs);
+      this.livenessTimer.unref();
+    };
+    this.livenessTimer = setTimeout(() => void probe(), spec.intervalMs);
+    this.livenessTimer.unref();
+  }
+
+  private stopLiveness(): void {
+    if (this.livenessTimer) clearTimeout(this.livenessTimer);
+    this.livenessTimer = undefined;
   }
 
   private captureLogs(child: ChildProcess): void {
@@ -190,8 +252,11 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
     }
     if (this.exit) return this.exit;
     this.stopRequested = true;
+    this.stopLiveness();
     if (this.state !== 'failed') this.setState('stopping');
     this.killGroup('SIGTERM');
+    // A stopped (SIGSTOP) process keeps a TERM pending until it runs again.
+    this.killGroup('SIGCONT');
     const timer = setTimeout(() => this.killGroup('SIGKILL'), this.spec.stopTimeoutMs);
     try {
       return await this.exited;

@@ -48,6 +48,11 @@ export class LlamaServerLauncher implements InstanceLauncher {
       args,
       startTimeoutMs: this.config.llamaServer.startTimeout * 1000,
       stopTimeoutMs: this.config.llamaServer.stopTimeout * 1000,
+      liveness: {
+        intervalMs: this.config.llamaServer.healthInterval * 1000,
+        timeoutMs: this.config.llamaServer.healthTimeout * 1000,
+        failures: this.config.llamaServer.healthFailures,
+      },
     });
   }
 }

@@ -8,7 +8,7 @@ import type { ResolvedModel } from '../models/index.js';
 import { PoolError } from './errors.js';
 import { describeExit, type ExitInfo, type Instance } from './instance.js';
 import { MemoryLogParser, type MemoryFootprint } from '../llamacpp/memory-log.js';
-import type { InstancePlacement, PlaceDecision } from '../placement/service.js';
+import type { InstancePlacement, Ledger, PlaceDecision } from '../placement/service.js';
 import type { RunningInstance } from '../placement/types.js';
 import { planSchedule, type EntryState } from './schedule.js';
 
@@ -20,7 +20,7 @@ export interface InstanceLauncher {
 /** What the pool asks of placement (src/placement/service.ts); absent: count-based pool, no memory planning. */
 export interface Placer {
   readonly hasGpus: boolean;
-  decide(model: ResolvedModel, ledger: () => { running: RunningInstance[]; loading: Map<number, number> }): Promise<PlaceDecision>;
+  decide(model: ResolvedModel, ledger: () => Ledger): Promise<PlaceDecision>;
   footprint(pid: number): Promise<Map<number, number>>;
   /** A started instance's measured footprint against its logged buffers, per GPU index (learns the runtime overhead). */
   observeFootprint(model: ResolvedModel, placement: InstancePlacement, measured: ReadonlyMap<number, number>, logged: ReadonlyMap<number, number>): void;
@@ -40,9 +40,14 @@ export interface PoolOptions {
   launcher: InstanceLauncher;
   ports: PortSource;
   placer?: Placer;
-  /** Failures of one model within `failureWindowMs` after which its requests get 503 instead of a new start. */
+  /**
+   * Failed loads of one model within `failureWindowMs` after which its requests get 503 instead of a new start.
+   * Only loads count: a crash while serving (which a request may cause) is restarted at once.
+   */
   failureLimit?: number;
   failureWindowMs?: number;
+  /** How long an unload or an eviction waits for requests in flight to finish before stopping the instance. */
+  drainTimeoutMs?: number;
   /** How often idle TTLs are checked. */
   sweepIntervalMs?: number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
@@ -68,6 +73,8 @@ interface Entry {
   placement?: InstancePlacement;
   /** What the ledger charges it per GPU index: its measured footprint once known, else its estimate. */
   gpuBytes: Map<number, number>;
+  /** Called when its last request in flight is released (a drain waits on it). */
+  onIdle?: () => void;
   /** Measured per GPU (driver's per-process accounting), when known. */
   actualGpuBytes?: Map<number, number>;
   /** The instance's own memory lines (-lv 4): its buffers per GPU index and on the host. */
@@ -315,6 +322,7 @@ export class Pool extends EventEmitter {
         released = true;
         entry.inFlight--;
         entry.lastUsed = Date.now();
+        if (entry.inFlight === 0) entry.onIdle?.();
         // keep_alive 0: stopped now that nothing is in flight (the state changes before anything else runs).
         if (entry.inFlight === 0 && entry.state === 'ready' && effectiveTtl(entry) === 'unload') void this.stopEntry(entry, 'keep_alive 0: unloaded after its request');
         this.memoryChanged();
@@ -336,18 +344,21 @@ export class Pool extends EventEmitter {
   }
 
   /** The ledger as placement sees it: every other instance's charge, and loads under way. */
-  private ledgerView(except: Entry): { running: RunningInstance[]; loading: Map<number, number> } {
+  private ledgerView(except: Entry): Ledger {
     const running: RunningInstance[] = [];
     const loading = new Map<number, number>();
+    let loadingHostBytes = 0;
     for (const e of this.entries.values()) {
       if (e === except) continue;
+      const hostBytes = e.placement?.estimate.hostBytes ?? 0;
       if (e.state === 'starting') {
         for (const [gpu, bytes] of e.gpuBytes) loading.set(gpu, (loading.get(gpu) ?? 0) + bytes);
+        loadingHostBytes += hostBytes;
         continue;
       }
-      running.push({ instanceId: e.instanceId, modelId: e.model.id, gpuBytes: e.gpuBytes, idle: e.state === 'ready' && e.inFlight === 0, pinned: e.model.pinned, lastUsed: e.lastUsed });
+      running.push({ instanceId: e.instanceId, modelId: e.model.id, gpuBytes: e.gpuBytes, hostBytes, idle: e.state === 'ready' && e.inFlight === 0, pinned: e.model.pinned, lastUsed: e.lastUsed });
     }
-    return { running, loading };
+    return { running, loading, loadingHostBytes };
   }
 
   /** Bytes the ledger charges per GPU index, over every instance. */
@@ -443,7 +454,9 @@ export class Pool extends EventEmitter {
     let unlock: (() => void) | undefined;
     try {
       if (placer) {
-        if (placer.hasGpus) unlock = await this.acquireGpuLock();
+        // Placements are decided one at a time (each sees the loads before it in the ledger); on the CPU the lock
+        // is let go once the placement is recorded, on GPUs once the load is done.
+        unlock = await this.acquireGpuLock();
         if (entry.state !== 'starting') return;
         const placement = await this.place(entry, placer);
         if (!placement) {
@@ -511,14 +524,24 @@ export class Pool extends EventEmitter {
     this.schedule();
   }
 
+  /**
+   * A crash while serving (a request that killed the engine, the OOM killer, a hung process killed by its
+   * liveness probe) is not a failed load: no backoff, so one client cannot lock a model for everyone. An
+   * instance that was serving, or pinned, is started again at once; an idle one when next asked for.
+   */
   private onExit(entry: Entry, info: ExitInfo): void {
     if (info.expected || entry.state === 'starting') return; // a stop, or a failed load handled by runStart
-    const reason = `llama-server for "${entry.model.id}" (pid ${entry.instance?.pid}) exited unexpectedly (${describeExit(info)})`;
-    this.log('instance crashed', { instance: entry.instanceId, model: entry.model.id, reason });
-    this.recordFailure(entry.model.id, reason);
+    const instance = entry.instance;
+    const reason = instance?.hung ?? `llama-server for "${entry.model.id}" (pid ${instance?.pid}) exited unexpectedly (${describeExit(info)})`;
+    const wasServing = entry.inFlight > 0 || entry.model.pinned;
+    this.log('instance crashed', { instance: entry.instanceId, model: entry.model.id, reason, inFlight: entry.inFlight, restart: wasServing });
     this.removeEntry(entry);
     this.emit('crash', entry.instanceId, entry.model.id, reason);
     this.memoryChanged();
+    const waiting = this.queue.some((w) => w.model.id === entry.model.id);
+    if (wasServing && !waiting && !this.closed && this.entries.size < this.options.capacity && ![...this.entries.values()].some((e) => e.model.id === entry.model.id)) {
+      this.startEntry(entry.model);
+    }
     this.schedule();
   }
 
@@ -531,13 +554,18 @@ export class Pool extends EventEmitter {
     entry.port = undefined;
   }
 
+  /**
+   * Stops an instance. It takes no new request from now on; the ones in flight finish first (up to
+   * pool.drainTimeout), then the process is stopped and its memory waited for.
+   */
   private async stopEntry(entry: Entry, why: string): Promise<void> {
     if (entry.state === 'stopping') return;
     entry.state = 'stopping';
-    this.log('stopping instance', { instance: entry.instanceId, model: entry.model.id, why });
+    this.log('stopping instance', { instance: entry.instanceId, model: entry.model.id, why, inFlight: entry.inFlight });
     const placer = this.options.placer;
     const onGpus = placer !== undefined && entry.gpuBytes.size > 0 && entry.instance !== undefined;
     try {
+      await this.drain(entry);
       const freeBefore = onGpus ? await placer.freeNow() : undefined;
       const exit = await entry.instance?.stop();
       // Wait for the driver to show the memory free before anything is placed there (not after a crash).
@@ -548,6 +576,27 @@ export class Pool extends EventEmitter {
       this.memoryChanged();
       this.schedule();
     }
+  }
+
+  /** Resolves when the entry has no request in flight, or after pool.drainTimeout (or when its process exits). */
+  private drain(entry: Entry): Promise<void> {
+    if (entry.inFlight === 0 || !entry.instance || this.closed) return Promise.resolve();
+    const timeoutMs = this.options.drainTimeoutMs ?? 60_000;
+    this.log('draining instance', { instance: entry.instanceId, model: entry.model.id, inFlight: entry.inFlight, timeoutS: timeoutMs / 1000 });
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        entry.onIdle = undefined;
+        entry.instance?.off('exit', done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.log('drain timed out; stopping with requests in flight', { instance: entry.instanceId, inFlight: entry.inFlight });
+        done();
+      }, timeoutMs);
+      entry.onIdle = done;
+      entry.instance?.once('exit', done);
+    });
   }
 
   private sweepIdle(): void {
@@ -614,8 +663,9 @@ export class Pool extends EventEmitter {
     while (this.ended.size > RECENT_ENDED) this.ended.delete(this.ended.keys().next().value!);
   }
 
-  /** Rejects every waiter and stops every instance. */
-  async shutdown(): Promise<void> {
+  /** From now on every acquire gets 503 shutting_down, and so does every waiter; the instances keep running. */
+  refuseNew(): void {
+    if (this.closed) return;
     this.closed = true;
     clearInterval(this.sweeper);
     for (const w of this.queue) {
@@ -623,6 +673,12 @@ export class Pool extends EventEmitter {
       w.reject(new PoolError(503, 'shutting_down', 'the proxy is shutting down'));
     }
     this.queue = [];
+  }
+
+  /** Rejects every waiter and stops every instance (no drain: the proxy has ended the exchanges under way). */
+  async shutdown(): Promise<void> {
+    this.refuseNew();
+    for (const e of this.entries.values()) e.onIdle?.();
     await Promise.all([...this.entries.values()].map((e) => e.instance?.stop()));
     for (const e of this.entries.values()) this.removeEntry(e);
   }

@@ -33,7 +33,7 @@ describe.skipIf(!tools.server)(`GET /dashboard${tools.reason ? ` (skipped: ${too
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await res.text();
-    expect(html).toContain("fetch('/health')");
+    expect(html).toContain("fetch('/health', { headers: headers() })");
     expect(html).toContain("fetch('/status'");
     // the data behind it is not open
     expect((await fetch(`${t.url}/status`)).status).toBe(401);

@@ -121,7 +121,9 @@ describe.skipIf(!tools.server)(`the official ollama client against the proxy${to
     expect(record.chunks[0]!.at - started).toBeLessThan((record.endedAt - started) / 2);
 
     const predicted = async () => {
-      const text = await (await fetch(`${t.proxy.pool.list().find((i) => i.modelId === 'long')!.url}/metrics`)).text();
+      // Straight to the instance, with the key only the proxy holds (its port answers nobody else).
+      const info = t.proxy.pool.list().find((i) => i.modelId === 'long')!;
+      const text = await (await fetch(`${info.url}/metrics`, { headers: t.proxy.pool.instance(info.id)!.authHeaders })).text();
       return Number(/^llamacpp:tokens_predicted_total (\d+)/m.exec(text)![1]);
     };
     const before = await predicted();
@@ -276,7 +278,7 @@ describe.skipIf(!tools.server)(`the official ollama client against the proxy${to
     expect(variant).toMatchObject({ ctx: 512, variantOf: 'ka', state: 'ready' });
     const args = t.proxy.pool.instance(variant.id)!.spec.args;
     expect(args[args.indexOf('-c') + 1]).toBe('512');
-    const props = (await (await fetch(`${variant.url}/props`)).json()) as { default_generation_settings: { n_ctx: number } };
+    const props = (await (await fetch(`${variant.url}/props`, { headers: t.proxy.pool.instance(variant.id)!.authHeaders })).json()) as { default_generation_settings: { n_ctx: number } };
     expect(props.default_generation_settings.n_ctx).toBe(512);
     const ps = await ollama.ps();
     expect(ps.models.some((m) => m.name === 'ka' && (m as { context_length?: number }).context_length === 512)).toBe(true);

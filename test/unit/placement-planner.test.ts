@@ -134,6 +134,33 @@ describe('placement planner', () => {
     expect(r).toMatchObject({ kind: 'refuse', reason: expect.stringMatching(/needs 40.2 GiB of host memory on the CPU; 16.0 GiB available/) });
   });
 
+  describe('host RAM on the CPU, checked like a GPU', () => {
+    // CPU placements of a model of `size` GiB cost size + 0.2 GiB of host RAM.
+    const host = (totalGiB: number, availableGiB: number, loadingGiB = 0) => ({ totalBytes: totalGiB * GiB, availableBytes: availableGiB * GiB, loadingBytes: loadingGiB * GiB });
+    const onHost = (id: string, hostGiB: number, over: Partial<RunningInstance> = {}) => instance(id, {}, { hostBytes: hostGiB * GiB, ...over });
+    const table: { name: string; sizeGiB: number; host: ReturnType<typeof host>; running?: RunningInstance[]; expected: Record<string, unknown> }[] = [
+      { name: 'fits the available RAM', sizeGiB: 10, host: host(24, 20), expected: { kind: 'place', placement: { gpus: [], ngl: 0 } } },
+      { name: 'more than the OS says is available', sizeGiB: 22, host: host(24, 20), expected: { kind: 'refuse' } },
+      // Mapped weights and an untouched KV cache are not counted by the OS yet: the ledger's charge is.
+      { name: 'OS says available, but our instances are charged for it', sizeGiB: 10, host: host(24, 20), running: [onHost('x', 7, { idle: false }), onHost('y', 7, { idle: false })], expected: { kind: 'wait' } },
+      { name: 'an idle instance of ours holds the room: evicted (least recently used first, the fewest)', sizeGiB: 10, host: host(24, 20), running: [onHost('old', 8, { lastUsed: 1 }), onHost('new', 8, { lastUsed: 2 })], expected: { kind: 'evict', victims: ['old'] } },
+      { name: 'a pinned instance is never evicted', sizeGiB: 10, host: host(24, 20), running: [onHost('p', 16, { pinned: true })], expected: { kind: 'refuse' } },
+      { name: 'a load under way has its RAM promised', sizeGiB: 10, host: host(24, 20, 12), expected: { kind: 'refuse' } },
+    ];
+    for (const row of table) {
+      it(row.name, () => {
+        expect(plan({ sizeGiB: row.sizeGiB, gpus: [], host: row.host, running: row.running ?? [] })).toMatchObject(row.expected);
+      });
+    }
+
+    it('a refusal gives the numbers: needed, available, free, total, charged', () => {
+      const r = plan({ sizeGiB: 30, gpus: [], host: host(24, 20, 1), running: [onHost('x', 2, { idle: false })] });
+      expect(r.kind).toBe('refuse');
+      if (r.kind !== 'refuse') return;
+      expect(r.reason).toBe('model "m" needs 30.2 GiB of host memory on the CPU; 19.0 GiB available (20.0 GiB free of 24.0 GiB, 2.0 GiB charged to the proxy\'s instances, 1.0 GiB to loads under way)');
+    });
+  });
+
   it('lets pins win: pinned GPUs, split and -ngl are used as given', () => {
     const gpus = [gpu(0, 24), gpu(1, 24)];
     expect(plan({ sizeGiB: 4, gpus, pins: { gpus: [1] } })).toMatchObject({ placement: { gpus: [1], reason: 'pinned: fits on GPU 1' } });

@@ -180,15 +180,13 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
       async function passthrough(request: FastifyRequest, reply: FastifyReply, route: BackendRoute, path: string, body: Record<string, unknown>): Promise<void> {
         const started = Date.now();
         const signal = clientGone(reply);
-        const upstream = await pipeline.acquire(route, signal);
-        reply.hijack();
-        try {
+        // The backend is not ours to restart: one try (its target never asks for another).
+        await pipeline.exchange(route, signal, async (upstream) => {
+          reply.hijack();
           const sent = { ...body, model: route.name, ...(body.name !== undefined ? { name: route.name } : {}) };
           const result = await forward(upstream.target, { method: 'POST', path, body: JSON.stringify(sent), contentType: 'application/json', headers: request.headers, errors: OLLAMA_ERRORS }, reply.raw);
           request.log.info({ model: route.id, ...upstream.logFields(), path, status: result.status, outcome: result.outcome, ms: Date.now() - started }, 'proxied');
-        } finally {
-          upstream.release();
-        }
+        });
       }
 
       /** The model of ours a request names, at the context size it asks for. */
@@ -262,10 +260,9 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             }
             sent = keepModelAndStream(outcome.body, agentBody, log);
           }
-          const upstream: Upstream = await pipeline.acquire(route, signal);
-          served?.served(upstream);
-          upstream.lease?.keepAlive(idleTimeout(keepAlive));
-          try {
+          await pipeline.exchange(route, signal, async (upstream: Upstream) => {
+            served?.served(upstream);
+            upstream.lease?.keepAlive(idleTimeout(keepAlive));
             const body = { ...sent, model: upstream.upstreamModel ?? sent.model, stream: true, stream_options: { include_usage: true } };
             const res = await openUpstream(upstream.target, { path: translated.path, body: JSON.stringify(body), accept: 'text/event-stream' }, signal);
             if (res.statusCode < 200 || res.statusCode >= 300) {
@@ -289,9 +286,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
               outcome = 'ok';
             }
             log.info({ model: routeId(route), ...upstream.logFields(), path: request.url, upstreamPath: translated.path, stream, outcome, waitedMs: upstream.waitedMs, ms: Math.round(nanosSince(startNs) / 1e6), ...logFields() }, 'proxied');
-          } finally {
-            upstream.release();
-          }
+          }, log);
         } finally {
           session?.finish();
         }
@@ -356,18 +351,15 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         const keepAlive = parseKeepAlive(body.keep_alive);
         const signal = clientGone(reply);
         const model = embeddingsModel(await localModel(name, body, signal));
-        const upstream = await pipeline.acquire({ kind: 'local', model }, signal);
-        upstream.lease?.keepAlive(idleTimeout(keepAlive));
-        try {
+        return pipeline.exchange({ kind: 'local', model }, signal, async (upstream) => {
+          upstream.lease?.keepAlive(idleTimeout(keepAlive));
           const times = () => ({ totalNs: nanosSince(startNs), loadNs: upstream.waitedMs * 1e6 });
           // Nothing to embed: the model is loaded, nothing else (as Ollama does).
           const json = inputs.length === 0 ? { data: [] } : await requestJson(upstream.target, '/v1/embeddings', { model: field, input: inputs }, signal, model.id);
           request.log.info({ model: model.id, ...upstream.logFields(), path: request.url, inputs: inputs.length, waitedMs: upstream.waitedMs, ms: Math.round(nanosSince(startNs) / 1e6) }, 'proxied');
           if (legacy) return { embedding: embeddingVectors(json)[0] ?? [] };
           return embedResponse(json, field, times(), dimensions as number | undefined);
-        } finally {
-          upstream.release();
-        }
+        });
       }
 
       api.post('/embed', (request, reply) => serveEmbeddings(false, request, reply));
