@@ -196,7 +196,7 @@ export interface ForwardResult {
  * llama-server closes the connection after a streamed (SSE) answer although it announced keep-alive, so the
  * next request undici sends on that socket fails before any answer ("other side closed", UND_ERR_SOCKET): the
  * server never read it, and it is sent again. Each pooled socket can be stale once, so a few tries (a fresh
- * connection comes after the stale ones are gone); none once the target is known to be gone.
+ * connection comes after the stale ones are gone). A dead instance fails them all at once (connection refused).
  */
 function isStaleConnection(err: unknown): boolean {
   const code = (err as { code?: string }).code;

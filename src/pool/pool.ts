@@ -533,7 +533,8 @@ export class Pool extends EventEmitter {
     if (info.expected || entry.state === 'starting') return; // a stop, or a failed load handled by runStart
     const instance = entry.instance;
     const reason = instance?.hung ?? `llama-server for "${entry.model.id}" (pid ${instance?.pid}) exited unexpectedly (${describeExit(info)})`;
-    const wasServing = entry.inFlight > 0 || entry.model.pinned;
+    // Not one being unloaded or evicted (it was draining): that stop goes on as asked.
+    const wasServing = entry.state === 'ready' && (entry.inFlight > 0 || entry.model.pinned);
     this.log('instance crashed', { instance: entry.instanceId, model: entry.model.id, reason, inFlight: entry.inFlight, restart: wasServing });
     this.removeEntry(entry);
     this.emit('crash', entry.instanceId, entry.model.id, reason);
