@@ -13,11 +13,12 @@ import type { ModelHub } from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
+import { registerAnthropicRoutes } from './anthropic.js';
 import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
 import { parseJsonBody } from './body.js';
 import { connectionOptions, guardConnections } from './connections.js';
-import { describeError, openaiError, sendError } from './errors.js';
+import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { registerMetrics } from './metrics.js';
 import { modelResolver } from './model-resolution.js';
@@ -75,7 +76,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
     void sendError(reply, err);
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(openaiError(404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
+    void reply.code(404).send(errorBodyFor(request.url, 404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
   });
 
   // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
@@ -86,6 +87,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt });
+  registerAnthropicRoutes(app, pipeline);
   registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt });
 
   // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.

@@ -10,7 +10,6 @@ import { modelInfo } from '../estimate/index.js';
 import { ClientError, describeProgress, resolveModel, resolveModelAsync, type DownloadProgress, type ModelHub, type ResolvedModel } from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
-import { openaiError } from './errors.js';
 
 export interface ResolutionDeps {
   config: Config;
@@ -28,11 +27,6 @@ export interface ResolveContext {
 /** Whether progress comments were written: the response is then an SSE stream already (status 200 sent). */
 export function progressStarted(res: ServerResponse): boolean {
   return res.headersSent;
-}
-
-/** Ends a response whose SSE headers are out with an error event (its status can no longer change). */
-export function endStreamWithError(res: ServerResponse, err: { status: number; code: string | null; message: string }): void {
-  if (!res.writableEnded) res.end(`data: ${JSON.stringify(openaiError(err.status, err.message, err.code))}\n\n`);
 }
 
 export interface ModelResolver {
