@@ -25,6 +25,8 @@ import { modelResolver } from './model-resolution.js';
 import { OllamaBackend } from './ollama/backend.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerOpenAIRoutes } from './openai.js';
+import { registerResponsesRoutes } from './responses.js';
+import { registerTranscriptionRoutes } from './transcriptions.js';
 import { PromptPipeline } from './prompt-pipeline.js';
 import type { ProxyApp } from './types.js';
 import { UpstreamClients } from './upstream.js';
@@ -88,6 +90,8 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt });
   registerAnthropicRoutes(app, pipeline);
+  registerResponsesRoutes(app, pipeline);
+  registerTranscriptionRoutes(app, pipeline);
   registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt });
 
   // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.

@@ -36,6 +36,8 @@ export interface ProxyOptions {
   transform?: (upstreamDone: () => void) => (status: number, contentType: string | undefined) => BodyTransform | undefined;
   /** Extra fields for the request's log line. */
   logFields?: () => Record<string, unknown>;
+  /** The body's content type upstream (default application/json): a multipart form keeps its own. */
+  contentType?: string;
   /** The family's error shape for errors written after the reply was taken over (default OpenAI's). */
   errors?: ErrorFormat;
 }
@@ -93,7 +95,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
           {
             method: target.method,
             path: target.path,
-            ...(body ? { body, contentType: 'application/json' } : {}),
+            ...(body ? { body, contentType: options.contentType ?? 'application/json' } : {}),
             headers: request.headers,
             retryable,
             errors,
