@@ -18,6 +18,7 @@ import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
 import { parseJsonBody } from './body.js';
 import { connectionOptions, guardConnections } from './connections.js';
+import { registerCors } from './cors.js';
 import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { registerMetrics } from './metrics.js';
@@ -84,6 +85,8 @@ export function buildApp(deps: AppDeps): ProxyApp {
   // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
   const placer = deps.placer;
   registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
+  // Before the key check: a preflight carries no key.
+  registerCors(app, config.server.cors.origins);
   const hasKey = registerApiKeys(app, config.server.apiKeys);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
