@@ -10,9 +10,9 @@ import type { Config } from '../config/index.js';
 import { ClientError } from '../models/index.js';
 import type { Pool } from '../pool/pool.js';
 import { bodyObject } from './body.js';
-import type { ModelResolver } from './model-resolution.js';
+import { embeddingsModel, type ModelResolver } from './model-resolution.js';
 import type { OllamaBackend } from './ollama/backend.js';
-import { embeddingsModel, type ModelRoute, type PromptPipeline } from './prompt-pipeline.js';
+import type { ModelRoute, PromptPipeline } from './prompt-pipeline.js';
 import { modelOf, proxyTo as forwardTo, servePrompt, type PromptFamily, type Target } from './serve-prompt.js';
 import type { ProxyApp } from './types.js';
 import { OPENAI_ERRORS } from './upstream.js';
@@ -82,7 +82,8 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
     });
   }
 
-  app.get('/v1/models', async (request) => {
+  /** What /v1/models lists: configured models, running instances (variants by their own id), the backend's. */
+  async function listModels(request: FastifyRequest): Promise<Record<string, unknown>[]> {
     const running = pool.list();
     const created = Math.floor(deps.startedAt / 1000);
     const data: Record<string, unknown>[] = Object.entries(config.models).map(([id, entry]) => {
@@ -109,6 +110,19 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
         request.log.warn({ backend: backend.url, reason: backend.failure(err).message }, 'Ollama backend models not listed');
       }
     }
-    return { object: 'list', data };
+    return data;
+  }
+
+  app.get('/v1/models', async (request) => ({ object: 'list', data: await listModels(request) }));
+
+  // One model (the openai SDK's models.retrieve): a listed id, else any id a request could name (a file in
+  // modelsDir, a cached Hugging Face model), else 404. Ids hold "/" (Hugging Face) and "#" (variants, sent as %23).
+  app.get('/v1/models/*', async (request) => {
+    const id = (request.params as { '*': string })['*'];
+    const listed = (await listModels(request)).find((m) => m.id === id);
+    if (listed) return listed;
+    const model = pipeline.backendRoute(id) ? undefined : resolver.sync(id);
+    if (!model) throw new ClientError(404, 'model_not_found', `model "${id}" is not listed by the Ollama backend`);
+    return { id, object: 'model', created: Math.floor(deps.startedAt / 1000), owned_by: 'llama-smart-proxy', status: 'unloaded', source: { path: model.file } };
   });
 }
