@@ -13,17 +13,21 @@ import type { ModelHub } from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
+import { registerAnthropicRoutes } from './anthropic.js';
 import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
 import { parseJsonBody } from './body.js';
 import { connectionOptions, guardConnections } from './connections.js';
-import { describeError, openaiError, sendError } from './errors.js';
+import { registerCors } from './cors.js';
+import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { registerMetrics } from './metrics.js';
 import { modelResolver } from './model-resolution.js';
 import { OllamaBackend } from './ollama/backend.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerOpenAIRoutes } from './openai.js';
+import { registerResponsesRoutes } from './responses.js';
+import { registerTranscriptionRoutes } from './transcriptions.js';
 import { PromptPipeline } from './prompt-pipeline.js';
 import type { ProxyApp } from './types.js';
 import { UpstreamClients } from './upstream.js';
@@ -75,17 +79,22 @@ export function buildApp(deps: AppDeps): ProxyApp {
     void sendError(reply, err);
   });
   app.setNotFoundHandler((request, reply) => {
-    void reply.code(404).send(openaiError(404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
+    void reply.code(404).send(errorBodyFor(request.url, 404, `no route for ${request.method} ${request.url}`, 'route_not_found'));
   });
 
   // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
   const placer = deps.placer;
   registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
+  // Before the key check: a preflight carries no key.
+  registerCors(app, config.server.cors.origins);
   const hasKey = registerApiKeys(app, config.server.apiKeys);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt });
+  registerAnthropicRoutes(app, pipeline);
+  registerResponsesRoutes(app, pipeline);
+  registerTranscriptionRoutes(app, pipeline);
   registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt });
 
   // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.

@@ -9,7 +9,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { DASHBOARD_PATH } from './dashboard.js';
-import { openaiError } from './errors.js';
+import { errorBodyFor } from './errors.js';
 import type { ProxyApp } from './types.js';
 
 const digest = (key: string): Buffer => createHash('sha256').update(key).digest();
@@ -50,10 +50,10 @@ export function registerApiKeys(app: ProxyApp, keys: readonly string[]): (reques
     if (isOpen(request.method, request.url)) return;
     const key = presentedKey(request.headers);
     if (keyAllowed(key, allowed)) return;
-    const message = key === undefined ? 'an API key is required: send "Authorization: Bearer <key>"' : 'the API key is not valid';
+    const message = key === undefined ? 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"' : 'the API key is not valid';
     void reply.code(401).header('www-authenticate', 'Bearer');
-    // Ollama's routes answer {"error": "..."}, the rest OpenAI's shape
-    return reply.send(request.url.startsWith('/api/') ? { error: message } : openaiError(401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
+    // Each family's clients read only their own error shape (Ollama's {"error"}, Anthropic's, else OpenAI's).
+    return reply.send(errorBodyFor(request.url, 401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
   });
   return (request) => keyAllowed(presentedKey(request.headers), allowed);
 }

@@ -59,8 +59,50 @@ function fastifyCode(code: string | undefined): string | null {
   }
 }
 
+/** Answers `err` in the error shape of the request's API family. */
 export function sendError(reply: FastifyReply, err: unknown): FastifyReply {
   const { status, code, message, retryAfter } = describeError(err);
   if (retryAfter !== undefined) void reply.header('retry-after', String(retryAfter));
-  return reply.code(status).send(openaiError(status, message, code));
+  return reply.code(status).send(errorBodyFor(reply.request.url, status, message, code));
+}
+
+/** Anthropic's error types by status (https://docs.anthropic.com/en/api/errors). */
+function anthropicType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 413) return 'request_too_large';
+  if (status === 429) return 'rate_limit_error';
+  if (status === 503 || status === 529) return 'overloaded_error';
+  return status < 500 ? 'invalid_request_error' : 'api_error';
+}
+
+export interface AnthropicErrorBody {
+  type: 'error';
+  error: { type: string; message: string };
+}
+
+export function anthropicError(status: number, message: string): AnthropicErrorBody {
+  return { type: 'error', error: { type: anthropicType(status), message } };
+}
+
+/** The API family a path belongs to, for the shape of its errors (each family's clients parse only their own). */
+export type ErrorFamily = 'openai' | 'ollama' | 'anthropic';
+
+export function errorFamily(url: string): ErrorFamily {
+  if (url.startsWith('/api/')) return 'ollama';
+  if (url === '/v1/messages' || url.startsWith('/v1/messages?') || url.startsWith('/v1/messages/')) return 'anthropic';
+  return 'openai';
+}
+
+/** An error body in the shape of the family `url` belongs to. */
+export function errorBodyFor(url: string, status: number, message: string, code: string | null): unknown {
+  switch (errorFamily(url)) {
+    case 'ollama':
+      return { error: message };
+    case 'anthropic':
+      return anthropicError(status, message);
+    default:
+      return openaiError(status, message, code);
+  }
 }

@@ -7,10 +7,23 @@
 import type { ServerResponse } from 'node:http';
 import type { Config } from '../config/index.js';
 import { modelInfo } from '../estimate/index.js';
-import { ClientError, describeProgress, resolveModel, resolveModelAsync, type DownloadProgress, type ModelHub, type ResolvedModel } from '../models/index.js';
+import {
+  ClientError,
+  describeProgress,
+  forEmbeddings,
+  headerHasPooling,
+  modelHeader,
+  parseVariantId,
+  resolveModel,
+  resolveModelAsync,
+  withContext,
+  withEmbeddingPooling,
+  type DownloadProgress,
+  type ModelHub,
+  type ResolvedModel,
+} from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
-import { openaiError } from './errors.js';
 
 export interface ResolutionDeps {
   config: Config;
@@ -30,11 +43,6 @@ export function progressStarted(res: ServerResponse): boolean {
   return res.headersSent;
 }
 
-/** Ends a response whose SSE headers are out with an error event (its status can no longer change). */
-export function endStreamWithError(res: ServerResponse, err: { status: number; code: string | null; message: string }): void {
-  if (!res.writableEnded) res.end(`data: ${JSON.stringify(openaiError(err.status, err.message, err.code))}\n\n`);
-}
-
 export interface ModelResolver {
   /** Configured and local models only (ClientError 404 for a model not on disk). */
   sync(id: unknown): ResolvedModel;
@@ -42,14 +50,59 @@ export interface ModelResolver {
   async(id: unknown, ctx?: ResolveContext): Promise<ResolvedModel>;
 }
 
+/** Whether the model's GGUF names a pooling type (false when its header cannot be read: its start says why). */
+function poolingOf(model: ResolvedModel): boolean {
+  try {
+    return headerHasPooling(modelHeader(model.file));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The instance that answers embeddings for a model: its own when its args say `--embeddings`, else its `#embed`
+ * variant (started with `--embeddings`, and `--pooling mean` unless the GGUF names a pooling type).
+ */
+export function embeddingsModel(model: ResolvedModel): ResolvedModel {
+  return forEmbeddings(model, poolingOf(model));
+}
+
+/** What every resolution ends with: an embeddings model of the config gets a pooling it can answer with. */
+function finish(model: ResolvedModel): ResolvedModel {
+  return model.args.length === 0 ? model : withEmbeddingPooling(model, poolingOf(model));
+}
+
+/**
+ * The ids the pool lists for variants (`tiny-a#ctx1024`, what /v1/models shows and clients pick) name the
+ * same instance again: the model's id is resolved (`base`), then each step made on it (`apply`).
+ */
+function variantOf(id: unknown): { base: unknown; apply: (model: ResolvedModel) => ResolvedModel } {
+  let parsed;
+  try {
+    parsed = typeof id === 'string' ? parseVariantId(id) : undefined;
+  } catch (err) {
+    throw new ClientError(400, 'invalid_model', `model "${String(id)}": ${(err as Error).message}`);
+  }
+  if (!parsed) return { base: id, apply: finish };
+  const steps = parsed.steps;
+  return {
+    base: parsed.base,
+    apply: (model) => steps.reduce((m, step) => (step.kind === 'ctx' ? withContext(m, step.ctx) : embeddingsModel(m)), finish(model)),
+  };
+}
+
 export function modelResolver(deps: ResolutionDeps): ModelResolver {
-  const sync = (id: unknown) => resolveModel(deps.config, id);
+  const sync = (id: unknown): ResolvedModel => {
+    const { base, apply } = variantOf(id);
+    return apply(resolveModel(deps.config, base));
+  };
   if (!deps.hub) return { sync, async: async (id) => sync(id) };
   const hub = deps.hub;
   return {
     sync,
-    async: (id, ctx = {}) =>
-      resolveModelAsync(deps.config, id, hub, {
+    async: async (id, ctx = {}) => {
+      const { base, apply } = variantOf(id);
+      const model = await resolveModelAsync(deps.config, base, hub, {
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...(ctx.progressTo ? { onProgress: (p: DownloadProgress) => writeProgress(ctx.progressTo!, p) } : {}),
         beforeDownload: async ({ header, model }) => {
@@ -58,7 +111,9 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
           const refusal = await deps.placer.refusalIfNeverFits(model, info, () => deps.pool.charges());
           if (refusal) throw new ClientError(503, 'insufficient_memory', `${refusal} (checked from its header; nothing was downloaded)`);
         },
-      }),
+      });
+      return apply(model);
+    },
   };
 }
 

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { AgentSession, toJsonSafe, type AgentEndpoint, type AgentPlan, type AgentRegistry, type JsonObject, type ServingInstance } from '../agents/index.js';
-import { forEmbeddings, headerHasPooling, modelHeader, type ResolvedModel } from '../models/index.js';
+import type { ResolvedModel } from '../models/index.js';
 import type { Lease, Pool } from '../pool/pool.js';
 import type { ModelResolver, ResolveContext } from './model-resolution.js';
 import type { OllamaBackend } from './ollama/backend.js';
@@ -26,20 +26,6 @@ export type ModelRoute = { kind: 'local'; model: ResolvedModel } | BackendRoute;
 /** The id agents and logs know a routed model by. */
 export function routeId(route: ModelRoute): string {
   return route.kind === 'local' ? (route.model.variantOf ?? route.model.id) : route.id;
-}
-
-/**
- * The instance that answers embeddings for a model: its own when its args say `--embeddings`, else its `#embed`
- * variant (started with `--embeddings`, and `--pooling mean` unless the GGUF names a pooling type).
- */
-export function embeddingsModel(model: ResolvedModel): ResolvedModel {
-  let pooling = false;
-  try {
-    pooling = headerHasPooling(modelHeader(model.file));
-  } catch {
-    // An unreadable header fails at the instance's start, with llama-server's own message.
-  }
-  return forEmbeddings(model, pooling);
 }
 
 /** An upstream taken for one request. */

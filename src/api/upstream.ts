@@ -145,13 +145,14 @@ export type BodyTransform = (body: AsyncIterable<Buffer>) => AsyncIterable<Buffe
 
 /** How errors are written to the client: a whole body, or one more event of a stream already under way. */
 export interface ErrorFormat {
-  body(status: number, message: string): string;
-  streamEvent(status: number, message: string): string;
+  /** `code`: the proxy's error code where the family's shape has one (default upstream_error). */
+  body(status: number, message: string, code?: string | null): string;
+  streamEvent(status: number, message: string, code?: string | null): string;
 }
 
 export const OPENAI_ERRORS: ErrorFormat = {
-  body: (status, message) => JSON.stringify(openaiError(status, message, 'upstream_error')),
-  streamEvent: (status, message) => `data: ${JSON.stringify(openaiError(status, message, 'upstream_error'))}\n\n`,
+  body: (status, message, code) => JSON.stringify(openaiError(status, message, code ?? 'upstream_error')),
+  streamEvent: (status, message, code) => `data: ${JSON.stringify(openaiError(status, message, code ?? 'upstream_error'))}\n\n`,
 };
 
 /** Answers an error on a raw response taken over from fastify: a whole body, or a last event once headers are out. */

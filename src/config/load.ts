@@ -117,6 +117,9 @@ export function buildConfig(raw: unknown, source: string | null, options: Omit<L
   // Keys from the environment add to the config's (a secret kept out of the file).
   const envKeys = (env.LLAMA_SMART_PROXY_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
   if (envKeys.length > 0) config.server.apiKeys = [...config.server.apiKeys, ...envKeys];
+  // Added to the configured (or default) origins, as Ollama's OLLAMA_ORIGINS adds to its defaults.
+  const envOrigins = (env.LLAMA_SMART_PROXY_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+  if (envOrigins.length > 0) config.server.cors = { origins: [...config.server.cors.origins, ...envOrigins] };
   if (options.overrides?.host !== undefined) config.server.host = options.overrides.host;
   if (options.overrides?.port !== undefined) config.server.port = options.overrides.port;
   return config;

@@ -156,6 +156,17 @@ export const ModelEntrySchema = z
     }
   });
 
+/**
+ * Ollama's default allowed origins (envconfig.AllowedOrigins): pages on this machine on any port and scheme,
+ * and desktop-app schemes.
+ */
+export const DEFAULT_CORS_ORIGINS: string[] = [
+  ...['localhost', '127.0.0.1', '[::1]', '0.0.0.0'].flatMap((host) => [`http://${host}`, `https://${host}`, `http://${host}:*`, `https://${host}:*`]),
+  'app://*',
+  'file://*',
+  'tauri://*',
+];
+
 /** An Ollama server the proxy forwards some models to (src/backends/ollama.ts). */
 const OllamaBackendSchema = z
   .object({
@@ -197,6 +208,13 @@ export const ConfigSchema = z
         keepAliveTimeout: z.number().positive().default(65),
         /** Open connections per client address; more are answered 503 and closed. 0 = no limit. */
         maxConnectionsPerClient: z.number().int().nonnegative().default(128),
+        cors: z
+          .object({
+            /** Origins a browser page may call from (`*` inside one: anything there; a lone "*": every origin). */
+            origins: z.array(z.string().min(1, 'an origin cannot be empty')).default(DEFAULT_CORS_ORIGINS),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .superRefine((s, ctx) => {

@@ -10,5 +10,5 @@ export { createModelHub, hubOptions, hubToken, envFlag } from './hub-config.js';
 export { DEFAULT_HUB_ENDPOINT, HubError, formatBytes } from './hub-protocol.js';
 export { chooseVariant, quantTag, variantGiven, QUANT_BITS_PER_WEIGHT, type VariantChoice } from './hub-variants.js';
 export type { CacheEntry } from './hub-store.js';
-export { forEmbeddings, servesEmbeddings, withContext } from './variants.js';
+export { forEmbeddings, parseVariantId, servesEmbeddings, withContext, withEmbeddingPooling, withRunningContext, type VariantStep } from './variants.js';
 export { headerHasPooling, modelHeader } from './model-header.js';

@@ -94,6 +94,16 @@ describe('configuration', () => {
     expect(() => buildConfig({ server: { apiKeys: [''] } }, null, { env: {} })).toThrow(/server\.apiKeys\.0: an API key cannot be empty/);
   });
 
+  it('defaults CORS origins to Ollama\'s, and adds LLAMA_SMART_PROXY_ORIGINS to the configured ones', () => {
+    const defaults = buildConfig({}, null, { env: {} }).server.cors.origins;
+    expect(defaults).toContain('http://localhost:*');
+    expect(defaults).toContain('https://[::1]');
+    expect(defaults).toContain('tauri://*');
+    const merged = buildConfig({ server: { cors: { origins: ['https://a.example'] } } }, null, { env: { LLAMA_SMART_PROXY_ORIGINS: 'https://b.example, ,*' } });
+    expect(merged.server.cors.origins).toEqual(['https://a.example', 'https://b.example', '*']);
+    expect(() => buildConfig({ server: { cors: { origins: [''] } } }, null, { env: {} })).toThrow(/server\.cors\.origins\.0: an origin cannot be empty/);
+  });
+
   it('puts the cache under LLAMA_SMART_PROXY_CACHE or XDG_CACHE_HOME', () => {
     expect(buildConfig({}, null, { env: { LLAMA_SMART_PROXY_CACHE: '/c' } }).cacheDir).toBe('/c');
     expect(buildConfig({}, null, { env: { XDG_CACHE_HOME: '/x' } }).cacheDir).toBe('/x/llama-smart-proxy');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatParameterCount, modelDetails, modelInfoMap } from '../../src/api/ollama/model-details.js';
-import { chatRequest, contextSize, doneFields, generateRequest, parseKeepAlive, responseFormat, samplingFromOptions } from '../../src/api/ollama/translate.js';
+import { chatRequest, contextSize, doneFields, formatFields, generateRequest, parseKeepAlive, samplingFromOptions } from '../../src/api/ollama/translate.js';
 import { ClientError } from '../../src/models/errors.js';
 
 describe('Ollama translation', () => {
@@ -39,13 +39,12 @@ describe('Ollama translation', () => {
   });
 
   it('maps format to response_format', () => {
-    expect(responseFormat('json')).toEqual({ type: 'json_object' });
-    expect(responseFormat({ type: 'object', properties: { a: { type: 'number' } } })).toEqual({
-      type: 'json_schema',
-      json_schema: { name: 'response', schema: { type: 'object', properties: { a: { type: 'number' } } } },
+    expect(formatFields('json')).toEqual({ grammar: expect.stringContaining('root   ::= object') });
+    expect(formatFields({ type: 'object', properties: { a: { type: 'number' } } })).toEqual({
+      response_format: { type: 'json_schema', json_schema: { name: 'response', schema: { type: 'object', properties: { a: { type: 'number' } } } } },
     });
-    expect(responseFormat(undefined)).toBeUndefined();
-    expect(() => responseFormat('yaml')).toThrow(/format must be "json" or a JSON schema/);
+    expect(formatFields(undefined)).toEqual({});
+    expect(() => formatFields('yaml')).toThrow(/format must be "json" or a JSON schema/);
   });
 
   it('builds a streamed chat request with images as data URIs and tool calls as JSON strings', () => {
@@ -59,7 +58,7 @@ describe('Ollama translation', () => {
       options: { temperature: 0 },
       format: 'json',
     });
-    expect(r).toMatchObject({ model: 'm', stream: true, temperature: 0, response_format: { type: 'json_object' } });
+    expect(r).toMatchObject({ model: 'm', stream: true, temperature: 0, grammar: expect.stringContaining('root   ::= object') });
     const messages = r.messages as Record<string, unknown>[];
     expect(messages[0]!.content).toEqual([
       { type: 'text', text: 'what is this' },

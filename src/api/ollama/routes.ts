@@ -14,13 +14,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
-import { ClientError, hubTarget, withContext, withoutHfHost, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import { ClientError, hubTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
 import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, parseJsonBody } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
-import type { ModelResolver } from '../model-resolution.js';
-import { embeddingsModel, keepModelAndStream, routeId, type BackendRoute, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
+import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
+import { keepModelAndStream, routeId, type BackendRoute, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
 import type { ProxyApp } from '../types.js';
 import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat } from '../upstream.js';
 import type { OllamaBackend } from './backend.js';
@@ -193,7 +193,9 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
       async function localModel(name: string, body: Record<string, unknown>, signal: AbortSignal): Promise<ResolvedModel> {
         const model = await deps.resolver.async(name, { signal });
         const ctx = contextSize(body.options);
-        return ctx === undefined ? model : withContext(model, ctx);
+        // A running instance with room enough serves it: clients that send num_ctx on every call (LlamaIndex)
+        // would otherwise start a #ctx instance per size and evict others.
+        return ctx === undefined ? model : withRunningContext(model, ctx, pool.list().filter((i) => i.state !== 'stopping'));
       }
 
       /** No prompt: load the model (keep_alive applies) or, with keep_alive 0, unload it. */

@@ -4,6 +4,7 @@
  * streamed from llama-server so the final Ollama chunk can carry its timings.
  */
 import { ClientError } from '../../models/errors.js';
+import { JSON_OBJECT_GRAMMAR } from './json-grammar.js';
 
 export interface OllamaMessage {
   role: string;
@@ -82,11 +83,14 @@ export function contextSize(options: unknown): number | undefined {
   return n;
 }
 
-/** `format: "json"` or a JSON schema -> llama-server's response_format. */
-export function responseFormat(format: unknown): Record<string, unknown> | undefined {
-  if (format === undefined || format === null || format === '') return undefined;
-  if (format === 'json') return { type: 'json_object' };
-  if (typeof format === 'object') return { type: 'json_schema', json_schema: { name: 'response', schema: format } };
+/**
+ * `format: "json"` or a JSON schema -> the fields that make llama-server enforce it: "json" as a grammar for any
+ * JSON object (json-grammar.ts says why not response_format), a schema as response_format json_schema.
+ */
+export function formatFields(format: unknown): Record<string, unknown> {
+  if (format === undefined || format === null || format === '') return {};
+  if (format === 'json') return { grammar: JSON_OBJECT_GRAMMAR };
+  if (typeof format === 'object') return { response_format: { type: 'json_schema', json_schema: { name: 'response', schema: format } } };
   throw new ClientError(400, 'invalid_format', `format must be "json" or a JSON schema object, not ${JSON.stringify(format)}`);
 }
 
@@ -124,9 +128,8 @@ export function chatRequest(body: Record<string, unknown>): Record<string, unkno
     messages: (messages as OllamaMessage[]).map(toOpenAIMessage),
     stream: true,
     ...samplingFromOptions(body.options as OllamaOptions | undefined),
+    ...formatFields(body.format),
   };
-  const format = responseFormat(body.format);
-  if (format) out.response_format = format;
   if (Array.isArray(body.tools) && body.tools.length > 0) out.tools = body.tools;
   // think: false turns a thinking model's reasoning off (chat templates read enable_thinking); a level means on.
   if (body.think !== undefined && body.think !== null) out.chat_template_kwargs = { enable_thinking: body.think !== false };
@@ -139,9 +142,9 @@ export function generateRequest(body: Record<string, unknown>): { path: string; 
   if (typeof prompt !== 'string') throw new ClientError(400, 'invalid_prompt', '"prompt" must be a string');
   if (body.suffix !== undefined && body.suffix !== '') throw new ClientError(400, 'unsupported', '"suffix" (fill-in-the-middle) is not supported on /api/generate; use /infill');
   const sampling = samplingFromOptions(body.options as OllamaOptions | undefined);
-  const format = responseFormat(body.format);
+  const format = formatFields(body.format);
   if (body.raw === true) {
-    return { path: '/v1/completions', endpoint: 'completions', body: { model: body.model, prompt, stream: true, ...sampling, ...(format ? { response_format: format } : {}) } };
+    return { path: '/v1/completions', endpoint: 'completions', body: { model: body.model, prompt, stream: true, ...sampling, ...format } };
   }
   const messages: OllamaMessage[] = [];
   if (typeof body.system === 'string' && body.system) messages.push({ role: 'system', content: body.system });

@@ -1,0 +1,237 @@
+/**
+ * The HTTP half of the pipeline, shared by every API family that llama-server speaks itself (OpenAI chat and
+ * completions, OpenAI Responses, Anthropic Messages): resolve the model, plan agents, take the upstream, forward
+ * the raw bytes (or the agents' body), stream the answer back, write errors in the family's shape. An adapter
+ * (openai.ts, responses.ts, anthropic.ts) only says which path and error shape it has and, for agents, how its
+ * body maps to the OpenAI chat request agents see (a ChatBridge). See README.md in this folder.
+ */
+import { once } from 'node:events';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../agents/index.js';
+import { ClientError } from '../models/index.js';
+import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
+import { bodyObject, clientGone } from './body.js';
+import { describeError } from './errors.js';
+import { progressStarted } from './model-resolution.js';
+import { keepModelAndStream, routeId, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
+import { forward, OPENAI_ERRORS, writeRawError, type BodyTransform, type ErrorFormat } from './upstream.js';
+
+/** Where a request goes on its instance. */
+export interface Target {
+  method: 'GET' | 'POST';
+  /** Path (and query) upstream. */
+  path: string;
+}
+
+/** How proxyTo may differ from a plain pass-through. */
+export interface ProxyOptions {
+  /** The body to send instead of the raw bytes received (made for the upstream that serves the request). */
+  body?: (upstream: Upstream) => string;
+  /** Already listening for the client going away. */
+  signal?: AbortSignal;
+  /** Told which upstream serves the request. */
+  onUpstream?: (upstream: Upstream) => void;
+  /** Response rewriting; `upstreamDone` releases the instance early. */
+  transform?: (upstreamDone: () => void) => (status: number, contentType: string | undefined) => BodyTransform | undefined;
+  /** Extra fields for the request's log line. */
+  logFields?: () => Record<string, unknown>;
+  /** The body's content type upstream (default application/json): a multipart form keeps its own. */
+  contentType?: string;
+  /** The family's error shape for errors written after the reply was taken over (default OpenAI's). */
+  errors?: ErrorFormat;
+}
+
+/**
+ * A family whose body is not OpenAI chat: how agents see it (toChat: the OpenAI chat request; `unsupported` names
+ * content the translation cannot carry, refused only when agents run) and how their chat answers go back to it.
+ */
+export interface ChatBridge {
+  toChat(body: JsonObject): { chat: JsonObject; unsupported?: string };
+  /** A whole chat.completion as the family's answer to `body`. */
+  fromCompletion(completion: JsonObject, body: JsonObject): JsonObject;
+  /** A chat.completion.chunk stream as the family's SSE text. */
+  fromChunks(batches: AsyncIterable<SseEvent[]>, body: JsonObject): AsyncIterable<string>;
+}
+
+/** A prompt-carrying route of one family. */
+export interface PromptFamily {
+  /** The agent endpoint its prompts are planned on. */
+  endpoint: AgentEndpoint;
+  /** llama-server's path for the request as the client sent it. */
+  path: string;
+  errors: ErrorFormat;
+  /** Absent: the family is OpenAI's own chat/completions (agents see its body as it is). */
+  bridge?: ChatBridge;
+}
+
+/** The body's "model" (400 naming it when absent). */
+export function modelOf(body: JsonObject): unknown {
+  if (body.model === undefined) throw new ClientError(400, 'model_required', 'request body needs a "model" field');
+  return body.model;
+}
+
+/** Takes the model's upstream (loading its instance if needed) and forwards the request to it. */
+export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, route: ModelRoute, target: Target, options: ProxyOptions = {}): Promise<void> {
+  const signal = options.signal ?? clientGone(reply);
+  const errors = options.errors ?? OPENAI_ERRORS;
+  const started = Date.now();
+  let hijacked = false;
+  try {
+    await pipeline.exchange(
+      route,
+      signal,
+      async (upstream, retryable) => {
+        options.onUpstream?.(upstream);
+        reply.hijack();
+        hijacked = true;
+        let body: string | Buffer | undefined;
+        if (target.method === 'POST') {
+          // The backend knows the model by its own name: the only case where a plain request is re-serialized.
+          body = options.body?.(upstream) ?? (upstream.upstreamModel !== undefined ? JSON.stringify({ ...bodyObject(request), model: upstream.upstreamModel }) : request.parsedBody?.raw);
+        }
+        const result = await forward(
+          upstream.target,
+          {
+            method: target.method,
+            path: target.path,
+            ...(body ? { body, contentType: options.contentType ?? 'application/json' } : {}),
+            headers: request.headers,
+            retryable,
+            errors,
+            ...(options.transform ? { transform: options.transform(() => upstream.release()) } : {}),
+          },
+          reply.raw,
+        );
+        request.log.info(
+          { model: routeId(route), ...upstream.logFields(), path: target.path, status: result.status, outcome: result.outcome, waitedMs: upstream.waitedMs, ms: Date.now() - started, ...options.logFields?.() },
+          'proxied',
+        );
+      },
+      request.log as Logger,
+    );
+  } catch (err) {
+    // Before the reply was taken over (the first acquire): fastify's error handler answers.
+    if (!hijacked) throw err;
+    // A retry's acquire failed after the reply was taken over: answer here, in this family's shape.
+    writeRawError(reply.raw, errors, err);
+    request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed on its second try');
+  }
+}
+
+/** A prompt: straight through when it names no agent, else through its agent chain. */
+export async function servePrompt(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, family: PromptFamily): Promise<void> {
+  const body = bodyObject(request);
+  const signal = clientGone(reply);
+  try {
+    // The model is resolved before any agent runs: agents never decide which model serves the request. A model
+    // being downloaded shows its progress to a streamed request as SSE comments.
+    const route = await pipeline.route(modelOf(body), { signal, ...(body.stream === true ? { progressTo: reply.raw } : {}) });
+    if (progressStarted(reply.raw)) reply.hijack();
+    // Translated for planning only when agents are loaded: with none, nothing is ever planned.
+    const view = family.bridge && pipeline.agents.size > 0 ? family.bridge.toChat(body) : undefined;
+    const plan = pipeline.agents.plan(family.endpoint, view?.chat ?? body, routeId(route));
+    // No agent: the raw bytes go out exactly as received.
+    if (!plan) return await proxyTo(pipeline, request, reply, route, { method: 'POST', path: family.path }, { signal, errors: family.errors });
+    if (view?.unsupported) throw new ClientError(400, 'unsupported', `agents run on text and images; this request has ${view.unsupported}`);
+    return await serveWithAgents(pipeline, request, reply, route, family, body, plan, signal);
+  } catch (err) {
+    if (!progressStarted(reply.raw)) throw err;
+    reply.hijack();
+    const { status, message, code } = describeError(err);
+    if (!reply.raw.writableEnded) reply.raw.end(family.errors.streamEvent(status, message, code));
+    request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed after download progress');
+  }
+}
+
+async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, route: ModelRoute, family: PromptFamily, body: JsonObject, plan: AgentPlan, signal: AbortSignal): Promise<void> {
+  const stream = body.stream === true;
+  const bridge = family.bridge;
+  // The app's logger is pino (loggerInstance), so the request's child is one too.
+  const log = request.log as Logger;
+  const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal });
+  // What agents started from (for a bridged family: its chat translation), to restore model and stream against.
+  const original = bridge ? bridge.toChat(body).chat : body;
+  try {
+    const outcome = await session.runRequest(plan.body);
+    if (outcome.reply) {
+      reply.hijack();
+      const write = bridge ? writeBridgedReply(reply, session, outcome.reply, bridge, body, signal) : writeAgentReply(reply.raw, session, outcome.reply, stream, signal);
+      const status = await write.catch((err: Error) => {
+        log.error({ err, agents: session.names }, 'writing an agent reply failed');
+        if (!reply.raw.headersSent) {
+          const text = family.errors.body(500, `agent reply failed: ${err.message}`);
+          reply.raw.writeHead(500, { 'content-type': 'application/json' }).end(text);
+        } else reply.raw.destroy();
+        return 500;
+      });
+      log.info({ model: routeId(route), path: family.path, agents: session.names, answeredBy: outcome.reply.agent, status, agentsFailed: session.failed }, 'answered by agent');
+      return;
+    }
+    const sent = keepModelAndStream(outcome.body, original, log);
+    // A bridged family's agents worked on a chat request: it goes to chat/completions, its answer comes back translated.
+    await proxyTo(pipeline, request, reply, route, { method: 'POST', path: bridge ? '/v1/chat/completions' : family.path }, {
+      signal,
+      errors: family.errors,
+      body: (upstream) => JSON.stringify(upstream.upstreamModel === undefined ? sent : { ...sent, model: upstream.upstreamModel }),
+      onUpstream: served,
+      transform: (upstreamDone) => (bridge ? bridgedTransform(session, bridge, body, upstreamDone) : agentResponseTransform(session, upstreamDone)),
+      logFields: () => ({ agents: session.names, agentsFailed: session.failed }),
+    });
+  } finally {
+    session.finish();
+  }
+}
+
+async function* fromArray<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
+}
+
+/** The model's chat answer through the response hooks and into the family's shape (errors pass as they are). */
+function bridgedTransform(session: AgentSession, bridge: ChatBridge, body: JsonObject, upstreamDone: () => void) {
+  return (status: number, contentType: string | undefined): BodyTransform | undefined => {
+    if (status < 200 || status >= 300 || !contentType) return undefined;
+    if (contentType.includes('text/event-stream')) return (chunks) => bridge.fromChunks(session.streamStages(parseSseStream(whenDone(chunks, upstreamDone))), body);
+    return async function* (chunks) {
+      const parts: Buffer[] = [];
+      for await (const chunk of chunks) parts.push(chunk);
+      // The instance is free before the hooks run: a hook calling another model must not wait on this lease.
+      upstreamDone();
+      const completion = JSON.parse(Buffer.concat(parts).toString('utf8')) as JsonObject;
+      yield JSON.stringify(bridge.fromCompletion(await session.runResponse(completion), body));
+    };
+  };
+}
+
+/** An agent's own answer (a chat.completion) in the family's shape, streamed when the client asked. */
+async function writeBridgedReply(reply: FastifyReply, session: AgentSession, answer: AgentReply, bridge: ChatBridge, body: JsonObject, signal: AbortSignal): Promise<number> {
+  const res = reply.raw;
+  if (answer.status !== 200) {
+    const text = JSON.stringify(answer.body);
+    res.writeHead(answer.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+    return answer.status;
+  }
+  if (body.stream !== true) {
+    const text = JSON.stringify(bridge.fromCompletion(await session.runResponse(answer.body), body));
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+    return 200;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  res.flushHeaders();
+  for await (const text of bridge.fromChunks(session.streamStages(fromArray([completionEvents(answer.body)])), body)) {
+    if (res.destroyed) break;
+    if (!res.write(text)) await once(res, 'drain', { signal });
+  }
+  res.end();
+  return 200;
+}
+
+/** The OpenAI chat.completion.chunk data of a stream, in order (non-JSON events and [DONE] skipped). */
+export async function* chunkData(batches: AsyncIterable<SseEvent[]>): AsyncGenerator<JsonObject> {
+  for await (const batch of batches) for (const event of batch) if (event.data) yield event.data;
+}
+
+/** One SSE event with a name (Anthropic's and the Responses API's framing). */
+export function namedEvent(name: string, data: JsonObject): string {
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+}
