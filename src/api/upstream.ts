@@ -19,7 +19,7 @@ const PASSED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'x-accel-buffe
 /** Stale keep-alive sockets one request may run into before a fresh connection (one per pooled connection, bounded). */
 const STALE_RETRIES = 4;
 /** How long shutdown waits for the exchanges under way to write their last event. */
-const SHUTDOWN_GRACE_MS = 2000;
+const SHUTDOWN_GRACE_MS = 3000;
 const SHUTTING_DOWN = 'the proxy is shutting down';
 
 /** Where a request goes. */
@@ -368,8 +368,12 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
       if (!target.closing?.aborted) await target.settle?.();
       // Upstream broke mid-answer (or the proxy shuts down): tell a streaming client with an error event, then close.
       const failure = target.failure(err);
-      if (streaming) res.end(errors.streamEvent(failure.status, failure.message));
-      else res.destroy();
+      if (streaming) {
+        res.end(errors.streamEvent(failure.status, failure.message));
+        // At shutdown the connections are closed next, which drops what is still buffered: wait for the last
+        // event to be flushed (shutdown's own grace bounds the wait).
+        if (target.closing?.aborted && !res.writableFinished) await Promise.race([once(res, 'finish'), once(res, 'close')]).catch(() => {});
+      } else res.destroy();
       return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
     }
     res.end();

@@ -232,7 +232,8 @@ describe.skipIf(!tools.server)(`faults${tools.reason ? ` (skipped: ${tools.reaso
     await p.close();
     t = undefined;
     for (const record of await Promise.all(records)) {
-      expect(record.endedAt - closedAt).toBeLessThan(3000);
+      // Well within the stop timeout (10 s here, which is what it took before).
+      expect(record.endedAt - closedAt).toBeLessThan(5000);
       expect(record.text).toContain('the proxy is shutting down');
     }
     expect(isAlive(pid)).toBe(false);
