@@ -16,7 +16,7 @@ import { registerAdminRoutes } from './admin.js';
 import { registerAnthropicRoutes } from './anthropic.js';
 import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
-import { parseJsonBody } from './body.js';
+import { jsonBodyParser } from './body.js';
 import { connectionOptions, guardConnections } from './connections.js';
 import { registerCors } from './cors.js';
 import { describeError, errorBodyFor, sendError } from './errors.js';
@@ -70,7 +70,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   guardConnections(app, config.server);
 
   // Keep the raw bytes so a request is forwarded exactly as it came.
-  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, parseJsonBody);
+  app.addContentTypeParser(['application/json', 'text/plain'], { parseAs: 'buffer' }, jsonBodyParser({ maxJsonDepth: config.server.maxJsonDepth }));
 
   app.setErrorHandler((err, request, reply) => {
     const { status, message } = describeError(err);

@@ -215,6 +215,11 @@ export const ConfigSchema = z
           })
           .strict()
           .prefault({}),
+        /**
+         * Deepest nesting of arrays and objects a request body may have (400 above it). llama-server crashes on
+         * bodies nested ~100,000 deep, and the proxy's own JSON handling is recursive: capped at 1024.
+         */
+        maxJsonDepth: z.number().int().min(8).max(1024).default(64),
       })
       .strict()
       .superRefine((s, ctx) => {

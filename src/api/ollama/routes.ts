@@ -17,7 +17,7 @@ import type { Config } from '../../config/index.js';
 import { ClientError, hubTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
 import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
-import { bodyObject, clientGone, parseJsonBody } from '../body.js';
+import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
 import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
 import { keepModelAndStream, routeId, type BackendRoute, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
@@ -160,7 +160,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
   void app.register(
     async (api) => {
       // Ollama reads any body as JSON: `curl -d` sends it as a form.
-      api.addContentTypeParser('*', { parseAs: 'buffer' }, parseJsonBody);
+      api.addContentTypeParser('*', { parseAs: 'buffer' }, jsonBodyParser({ maxJsonDepth: config.server.maxJsonDepth }));
       api.setErrorHandler((err, request, reply) => {
         const { status, message, retryAfter } = describeError(err);
         if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');

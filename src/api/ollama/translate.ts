@@ -109,6 +109,10 @@ function toOpenAIMessage(m: OllamaMessage): Record<string, unknown> {
     msg.content = m.content ?? '';
   }
   if (m.tool_calls) {
+    // A wrong shape here would otherwise be a TypeError: a 500 for the client's mistake.
+    if (!Array.isArray(m.tool_calls) || m.tool_calls.some((c) => typeof c?.function !== 'object' || c.function === null || typeof c.function.name !== 'string')) {
+      throw new ClientError(400, 'invalid_tool_calls', '"tool_calls" must be a list of {"function": {"name": "...", "arguments": {...}}}');
+    }
     msg.tool_calls = m.tool_calls.map((c, i) => ({ id: `call_${i}`, type: 'function', function: { name: c.function.name, arguments: JSON.stringify(c.function.arguments ?? {}) } }));
   }
   if (m.role === 'tool' && m.tool_name) msg.name = m.tool_name;
@@ -116,7 +120,7 @@ function toOpenAIMessage(m: OllamaMessage): Record<string, unknown> {
 }
 
 export function hasImages(messages: readonly OllamaMessage[] | undefined, images?: unknown): boolean {
-  return (Array.isArray(images) && images.length > 0) || (messages ?? []).some((m) => (m.images?.length ?? 0) > 0);
+  return (Array.isArray(images) && images.length > 0) || (messages ?? []).some((m) => (m?.images?.length ?? 0) > 0);
 }
 
 /** /api/chat body -> llama-server /v1/chat/completions body (streamed). */
