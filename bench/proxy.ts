@@ -1,14 +1,31 @@
 /**
- * bench:proxy — what the proxy costs. One tiny model, one llama-server instance (the proxy's own), measured
- * directly on its port and through the proxy, in alternating rounds so drift hits both sides alike:
+ * bench:proxy — what the proxy costs, next to what a plain reverse proxy costs. One tiny model, one llama-server
+ * instance (the proxy's own), measured three ways in one run, in rotating rounds so drift hits every side alike:
+ *   - direct: the instance's own port (with its API key);
+ *   - nginx: nginx on loopback in front of the same instance (keep-alive upstream, HTTP/1.1, no response
+ *     buffering), started and stopped by the bench; skipped with a reason when `nginx` is not installed
+ *     (Debian: apt-get install nginx-light);
+ *   - proxy: llama-smart-proxy, run as its own process (`serve`), as users run it.
+ * Cells:
  *   - short non-streamed completions at concurrency 1 and 16: latency p50/p99 and throughput;
- *   - time to first token when streaming.
- * The proxy runs as its own process (`serve`), as users run it. Timing is hand-rolled with process.hrtime and undici (autocannon's histogram rounds to whole milliseconds,
- * too coarse for a sub-millisecond difference).
+ *   - time to first token when streaming;
+ *   - a 200 KB body at concurrency 1 (what a coding agent sends every turn). The tiny model's byte vocabulary
+ *     makes 200 KB of prompt ~200k tokens, more than any context here holds and seconds of llama-server work that
+ *     would bury a sub-millisecond difference; so the request is a /v1/completions call whose prompt is short but
+ *     which also carries a ~200 KB chat history (messages with code, escapes, non-ASCII, tool calls: the shape
+ *     Claude Code or Codex send) in a field llama-server does not read. Every side carries the same bytes, and
+ *     llama-server parses them as JSON on every side alike; the proxy does all it does with any body (reads it,
+ *     checks its depth and fields, parses it, forwards the raw bytes), so the difference is the cost of carrying it.
+ * Timing is hand-rolled with process.hrtime and undici (autocannon's histogram rounds to whole milliseconds, too
+ * coarse for a sub-millisecond difference).
  *
- * npm run bench:proxy [-- --requests 400 --rounds 3 --layers 2 --embd 64 --max-tokens 8]
+ * npm run bench:proxy [-- --requests 400 --rounds 3 --layers 2 --embd 64 --max-tokens 8 --body-kb 200
+ *                        --nginx-workers 1 --json results.json]
+ * BENCH_CPU_PROF=<dir>: a V8 CPU profile of the proxy process (written when it exits at the end).
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -16,7 +33,7 @@ import { Pool as UndiciPool } from 'undici';
 import { defaultCacheDir } from '../src/config/index.js';
 import { writeTinyModel } from '../src/gguf/index.js';
 import { ensureLlamaTools } from '../src/llamacpp/index.js';
-import { instanceKey, spawnProxy } from './serve-process.js';
+import { instanceKey, spawnProxy, stopProxy } from './serve-process.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,12 +43,21 @@ const { values } = parseArgs({
     // A heavier generated model (more work per request on llama-server's side), e.g. --layers 8 --embd 512.
     layers: { type: 'string', default: '2' },
     embd: { type: 'string', default: '64' },
+    'body-kb': { type: 'string', default: '200' },
+    // One worker, as the proxy is one event loop.
+    'nginx-workers': { type: 'string', default: '1' },
+    // Also write the figures as JSON.
+    json: { type: 'string' },
   },
 });
 const REQUESTS = Number(values.requests);
 const ROUNDS = Number(values.rounds);
 const MAX_TOKENS = Number(values['max-tokens']);
+const BODY_BYTES = Number(values['body-kb']) * 1000;
 const SLOTS = 16;
+
+type Side = 'direct' | 'nginx' | 'proxy';
+type Cell = 'c1' | 'c16' | 'ttft' | 'big';
 
 interface Sample {
   latencies: number[];
@@ -44,14 +70,51 @@ function percentile(sorted: number[], p: number): number {
   return sorted[i]!;
 }
 
-/** Headers each client sends: the instance's own API key for the direct side (the proxy adds it itself). */
+/** Headers each client sends: the instance's own API key for the direct side (nginx and the proxy add it). */
 const extraHeaders = new WeakMap<UndiciPool, Record<string, string>>();
 const headersOf = (client: UndiciPool) => ({ 'content-type': 'application/json', ...extraHeaders.get(client) });
 
 const body = (i: number, stream = false) =>
   JSON.stringify({ model: 'bench', prompt: `Request ${i % 7}:`, max_tokens: MAX_TOKENS, temperature: 0, stream, cache_prompt: true });
 
-async function completions(client: UndiciPool, count: number, concurrency: number): Promise<Sample> {
+/**
+ * A coding agent's turn: a system prompt, the user's ask, then tool calls reading source files and their results
+ * (this repository's own sources: code with quotes, backslashes, newlines, non-ASCII), until the messages total
+ * `bytes`. Carried in `agent_context` (llama-server reads only the fields it knows) beside a short prompt.
+ */
+function bigBody(bytes: number): Buffer {
+  const dir = path.resolve('src/api');
+  const sources = readdirSync(dir)
+    .filter((f) => f.endsWith('.ts'))
+    .sort()
+    .map((f) => ({ file: `src/api/${f}`, text: readFileSync(path.join(dir, f), 'utf8') }));
+  const messages: Record<string, unknown>[] = [
+    { role: 'system', content: `You are a coding agent working in a TypeScript repository. Follow the project's conventions.\n${'Use the tools to read files before editing them; keep changes small and tested. '.repeat(40)}` },
+    { role: 'user', content: [{ type: 'text', text: 'Find where request bodies are parsed and explain the depth check — with examples ("deep" arrays, \\escaped\\ quotes).' }] },
+  ];
+  const base = { model: 'bench', prompt: 'Request 0:', max_tokens: MAX_TOKENS, temperature: 0, stream: false, cache_prompt: true };
+  for (let i = 0; JSON.stringify({ ...base, agent_context: { messages } }).length < bytes; i++) {
+    const src = sources[i % sources.length]!;
+    const id = `call_${i.toString(16).padStart(8, '0')}`;
+    messages.push({ role: 'assistant', content: null, tool_calls: [{ id, type: 'function', function: { name: 'read_file', arguments: JSON.stringify({ path: src.file, offset: 0, limit: 2000 }) } }] });
+    messages.push({ role: 'tool', tool_call_id: id, content: src.text });
+  }
+  // Trimmed to the size asked (the last tool result cut short).
+  const whole = { ...base, agent_context: { messages } };
+  let text = JSON.stringify(whole);
+  const last = messages.at(-1)!;
+  const content = last.content as string;
+  let keep = content.length;
+  // Escapes make the JSON shrink faster than the text: cut, then grow back by what fell short.
+  for (let tries = 0; tries < 8 && text.length !== bytes; tries++) {
+    keep = Math.max(0, Math.min(content.length, keep - (text.length - bytes)));
+    last.content = content.slice(0, keep);
+    text = JSON.stringify(whole);
+  }
+  return Buffer.from(text);
+}
+
+async function completions(client: UndiciPool, count: number, concurrency: number, payload?: Buffer): Promise<Sample> {
   const latencies: number[] = [];
   let next = 0;
   const started = process.hrtime.bigint();
@@ -59,9 +122,9 @@ async function completions(client: UndiciPool, count: number, concurrency: numbe
     while (next < count) {
       const i = next++;
       const t0 = process.hrtime.bigint();
-      const res = await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: body(i) });
-      await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}`);
+      const res = await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: payload ?? body(i) });
+      const text = await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${text.slice(0, 300)}`);
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   }
@@ -79,6 +142,7 @@ async function firstTokens(client: UndiciPool, count: number): Promise<Sample> {
     for await (const chunk of res.body) {
       if (!first && chunk.toString().includes('data: {')) first = Number(process.hrtime.bigint() - t0) / 1e6;
     }
+    if (res.statusCode !== 200 || !first) throw new Error(`stream: status ${res.statusCode}, no data event`);
     latencies.push(first);
   }
   return { latencies, wallMs: Number(process.hrtime.bigint() - started) / 1e6 };
@@ -88,6 +152,178 @@ function merge(samples: Sample[]): { sorted: number[]; rps: number } {
   const all = samples.flatMap((s) => s.latencies).sort((a, b) => a - b);
   const wall = samples.reduce((a, s) => a + s.wallMs, 0);
   return { sorted: all, rps: (all.length / wall) * 1000 };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) break;
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => (socket.destroy(), resolve(true)));
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nginx did not start:\n${log()}`);
+}
+
+interface Nginx {
+  url: string;
+  conf: string;
+  stop(): Promise<void>;
+}
+
+/** Whether an `nginx` binary is on PATH (its path), else undefined. */
+function findNginx(): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin']) {
+    const file = path.join(dir, 'nginx');
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+/**
+ * nginx as a reverse proxy on loopback in front of `upstreamPort`, as one would configure it for llama-server:
+ * HTTP/1.1 with a keep-alive upstream pool, no response buffering (SSE goes out as it comes), the instance's key
+ * set on every request, request bodies kept in memory (up to 1 MiB; larger ones would go to a temp file), no
+ * access log. Its own prefix, pid, temp and log paths in a temp dir; `daemon off`, so it is the bench's child.
+ */
+async function startNginx(binary: string, upstreamPort: number, key: string, workers: number): Promise<Nginx> {
+  // Workers run as nobody when the bench is root: they must reach their temp dirs.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-bench-nginx-'));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  const conf = path.join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `daemon off;
+master_process on;
+worker_processes ${workers};
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  client_max_body_size 64m;
+  client_body_buffer_size 1m;
+  keepalive_timeout 60s;
+  keepalive_requests 1000000;
+  upstream llama {
+    server 127.0.0.1:${upstreamPort};
+    keepalive ${SLOTS * 2};
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://llama;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "Bearer ${key}";
+      proxy_buffering off;
+      proxy_request_buffering on;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+`,
+  );
+  const child = spawn(binary, ['-p', dir, '-c', conf, '-e', path.join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const log = () => {
+    let errors = '';
+    try {
+      errors = readFileSync(path.join(dir, 'error.log'), 'utf8');
+    } catch {
+      // none yet
+    }
+    return `${stderr}${errors}`;
+  };
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      // QUIT: graceful (workers finish what they serve); KILL after a while.
+      child.kill('SIGQUIT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitForPort(port, child, log);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: `http://127.0.0.1:${port}`, conf, stop };
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+/** The top self-time functions (and files) of the newest main-thread .cpuprofile in `dir`: where the proxy's CPU went. */
+function printProfile(dir: string, top = 30): void {
+  // CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile: thread 0 is the main thread (tsx's loader has its own).
+  const files = readdirSync(dir).filter((f) => /\.\d+\.0\.\d+\.cpuprofile$/.test(f)).map((f) => path.join(dir, f));
+  const newest = files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+  if (!newest) {
+    console.log(`\nno .cpuprofile in ${dir}`);
+    return;
+  }
+  const prof = JSON.parse(readFileSync(newest, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const self = new Map<string, number>();
+  const byFile = new Map<string, number>();
+  let total = 0;
+  let idle = 0;
+  const short = (url: string) => url.replace(/^file:\/\//, '').replace(`${process.cwd()}/`, '').replace(/.*node_modules\//, 'node_modules/');
+  for (let i = 0; i < prof.samples.length; i++) {
+    const node = byId.get(prof.samples[i]!)!;
+    const us = prof.timeDeltas[i + 1] ?? 0;
+    const { functionName, url, lineNumber } = node.callFrame;
+    if (functionName === '(idle)') {
+      idle += us;
+      continue;
+    }
+    total += us;
+    const name = `${functionName || '(anonymous)'} ${url ? `${short(url)}:${lineNumber + 1}` : ''}`.trim();
+    self.set(name, (self.get(name) ?? 0) + us);
+    const file = url ? short(url).replace(/^(node_modules\/(@[^/]+\/)?[^/]+)\/.*/, '$1') : functionName;
+    byFile.set(file, (byFile.get(file) ?? 0) + us);
+  }
+  const pct = (us: number) => `${((100 * us) / total).toFixed(1).padStart(5)}%`;
+  console.log(`\nproxy CPU profile ${newest}: ${(total / 1000).toFixed(0)} ms busy, ${(idle / 1000).toFixed(0)} ms idle`);
+  console.log('top self time, by function:');
+  for (const [name, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${pct(us)} ${(us / 1000).toFixed(1).padStart(8)} ms  ${name}`);
+  console.log('by file / package:');
+  for (const [name, us] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`  ${pct(us)} ${(us / 1000).toFixed(1).padStart(8)} ms  ${name}`);
 }
 
 async function main(): Promise<void> {
@@ -106,54 +342,96 @@ async function main(): Promise<void> {
     }),
   );
   const proxy = await spawnProxy(configFile);
+  let nginx: Nginx | undefined;
+  const pools: UndiciPool[] = [];
   try {
     const load = await fetch(`${proxy.url}/models/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"bench"}' });
     const loaded = (await load.json()) as { instance: { port: number; pid: number } };
-    const direct = new UndiciPool(`http://127.0.0.1:${loaded.instance.port}`, { connections: SLOTS + 1 });
     // The instance answers only its API key, which its environment holds (readable by the same user only).
-    extraHeaders.set(direct, { authorization: `Bearer ${instanceKey(loaded.instance.pid)}` });
+    const key = instanceKey(loaded.instance.pid);
+    const direct = new UndiciPool(`http://127.0.0.1:${loaded.instance.port}`, { connections: SLOTS + 1 });
+    extraHeaders.set(direct, { authorization: `Bearer ${key}` });
     const proxied = new UndiciPool(proxy.url, { connections: SLOTS + 1 });
-    const clients = { direct, proxy: proxied } as const;
+    const clients: Partial<Record<Side, UndiciPool>> = { direct, proxy: proxied };
+    pools.push(direct, proxied);
 
-    console.log(`llama-server ${tools.server}\nmodel: tiny llama (${values.layers} layers, embd ${values.embd}), ${SLOTS} slots; ${REQUESTS} requests x ${ROUNDS} rounds per cell, max_tokens ${MAX_TOKENS}\n`);
-    // Warm up both paths (connections, prompt cache).
-    await completions(direct, 50, 4);
-    await completions(proxied, 50, 4);
+    const nginxBinary = findNginx();
+    let nginxNote: string;
+    if (!nginxBinary) nginxNote = 'nginx: skipped (no `nginx` on PATH; Debian: apt-get install nginx-light)';
+    else {
+      nginx = await startNginx(nginxBinary, loaded.instance.port, key, Number(values['nginx-workers']));
+      const pool = new UndiciPool(nginx.url, { connections: SLOTS + 1 });
+      clients.nginx = pool;
+      pools.push(pool);
+      nginxNote = `nginx: ${nginxBinary}, ${values['nginx-workers']} worker(s), keepalive upstream, proxy_buffering off (${nginx.conf})`;
+    }
+    const sides = (['direct', 'nginx', 'proxy'] as const).filter((s) => clients[s]);
+    const big = bigBody(BODY_BYTES);
 
-    const results: Record<string, Record<'direct' | 'proxy', Sample[]>> = {
-      c1: { direct: [], proxy: [] },
-      c16: { direct: [], proxy: [] },
-      ttft: { direct: [], proxy: [] },
-    };
+    console.log(`llama-server ${tools.server}\n${nginxNote}`);
+    console.log(`model: tiny llama (${values.layers} layers, embd ${values.embd}), ${SLOTS} slots; ${REQUESTS} requests x ${ROUNDS} rounds per cell, max_tokens ${MAX_TOKENS}; large body ${big.length} bytes`);
+    console.log(`load average before: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)\n`);
+    // Warm up every path (connections, prompt cache).
+    for (const side of sides) {
+      await completions(clients[side]!, 50, 4);
+      await completions(clients[side]!, 10, 1, big);
+    }
+
+    const results = {} as Record<Cell, Record<Side, Sample[]>>;
+    for (const cell of ['c1', 'c16', 'ttft', 'big'] as const) results[cell] = { direct: [], nginx: [], proxy: [] };
     for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? (['direct', 'proxy'] as const) : (['proxy', 'direct'] as const);
-      for (const side of order) results.c1![side].push(await completions(clients[side], REQUESTS, 1));
-      for (const side of order) results.c16![side].push(await completions(clients[side], REQUESTS * 2, 16));
-      for (const side of order) results.ttft![side].push(await firstTokens(clients[side], Math.max(50, REQUESTS / 4)));
+      // Each side goes first in turn.
+      const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
+      for (const side of order) results.c1[side].push(await completions(clients[side]!, REQUESTS, 1));
+      for (const side of order) results.c16[side].push(await completions(clients[side]!, REQUESTS * 2, 16));
+      for (const side of order) results.ttft[side].push(await firstTokens(clients[side]!, Math.max(50, REQUESTS / 4)));
+      for (const side of order) results.big[side].push(await completions(clients[side]!, Math.max(50, REQUESTS / 2), 1, big));
     }
+    const loadAfter = os.loadavg();
 
-    const fmt = (n: number) => n.toFixed(3).padStart(9);
-    console.log('cell                   side      p50 ms    p99 ms    req/s');
-    const summary: string[] = [];
-    for (const [cell, label] of [['c1', 'completions c=1'], ['c16', 'completions c=16'], ['ttft', 'first token (stream)']] as const) {
-      const d = merge(results[cell]!.direct);
-      const p = merge(results[cell]!.proxy);
-      for (const [side, m] of [['direct', d], ['proxy', p]] as const) {
-        console.log(`${label.padEnd(22)} ${side.padEnd(7)} ${fmt(percentile(m.sorted, 50))} ${fmt(percentile(m.sorted, 99))} ${m.rps.toFixed(1).padStart(8)}`);
+    const m = {} as Record<Cell, Partial<Record<Side, { p50: number; p99: number; rps: number }>>>;
+    for (const cell of Object.keys(results) as Cell[]) {
+      m[cell] = {};
+      for (const side of sides) {
+        const { sorted, rps } = merge(results[cell][side]);
+        m[cell][side] = { p50: percentile(sorted, 50), p99: percentile(sorted, 99), rps };
       }
-      const addedP50 = percentile(p.sorted, 50) - percentile(d.sorted, 50);
-      const addedP99 = percentile(p.sorted, 99) - percentile(d.sorted, 99);
-      summary.push(
-        `${label}: added p50 ${addedP50.toFixed(3)} ms, added p99 ${addedP99.toFixed(3)} ms, p50 ratio ${(percentile(p.sorted, 50) / percentile(d.sorted, 50)).toFixed(3)}, throughput ratio ${(p.rps / d.rps).toFixed(3)}`,
-      );
     }
-    console.log(`\n${summary.join('\n')}`);
-    console.log(`goal: added p50 < 1 ms; throughput at c=16 >= 0.95 of direct`);
-    await direct.close();
-    await proxied.close();
+    const col = (v: number | undefined, digits = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits)).padStart(10);
+    const row = (label: string, f: (side: Side) => number | undefined, digits = 3) => console.log(`${label.padEnd(30)}${sides.map((s) => col(f(s), digits)).join('')}`);
+    const added = (cell: Cell, side: Side) => (side === 'direct' ? undefined : m[cell][side]!.p50 - m[cell].direct!.p50);
+    console.log(`${''.padEnd(30)}${sides.map((s) => s.padStart(10)).join('')}`);
+    row('c=1 p50 ms', (s) => m.c1[s]!.p50);
+    row('c=1 p99 ms', (s) => m.c1[s]!.p99);
+    row('c=1 added p50 ms', (s) => added('c1', s));
+    row('c=1 req/s', (s) => m.c1[s]!.rps, 1);
+    row('c=16 req/s', (s) => m.c16[s]!.rps, 1);
+    row('c=16 throughput vs direct', (s) => m.c16[s]!.rps / m.c16.direct!.rps);
+    row('c=16 p50 ms', (s) => m.c16[s]!.p50);
+    row('c=16 p99 ms', (s) => m.c16[s]!.p99);
+    row('TTFT (stream) p50 ms', (s) => m.ttft[s]!.p50);
+    row('TTFT added p50 ms', (s) => added('ttft', s));
+    row(`${Math.round(big.length / 1000)} KB body p50 ms`, (s) => m.big[s]!.p50);
+    row(`${Math.round(big.length / 1000)} KB body p99 ms`, (s) => m.big[s]!.p99);
+    row(`${Math.round(big.length / 1000)} KB body added p50 ms`, (s) => added('big', s));
+    console.log(`\nload average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
+
+    const p = (c: Cell) => added(c, 'proxy')!;
+    const goals: Array<[string, boolean | undefined, string]> = [
+      ['added p50 at c=1 within 2x nginx\'s added', clients.nginx ? p('c1') <= 2 * Math.max(0, added('c1', 'nginx')!) : undefined, clients.nginx ? `proxy ${p('c1').toFixed(3)} ms vs nginx ${added('c1', 'nginx')!.toFixed(3)} ms` : 'no nginx column'],
+      ['c=16 throughput >= 0.97 of direct', m.c16.proxy!.rps / m.c16.direct!.rps >= 0.97, `${(m.c16.proxy!.rps / m.c16.direct!.rps).toFixed(3)}`],
+      [`${Math.round(big.length / 1000)} KB body adds < 1 ms`, p('big') < 1, `${p('big').toFixed(3)} ms`],
+    ];
+    console.log('\ngoals (proxy):');
+    for (const [goal, met, detail] of goals) console.log(`  ${met === undefined ? 'n/a ' : met ? 'met ' : 'NOT '} ${goal}: ${detail}`);
+    if (values.json) writeFileSync(values.json, `${JSON.stringify({ sides, bodyBytes: big.length, loadAfter, results: m }, null, 2)}\n`);
   } finally {
-    proxy.child.kill('SIGTERM');
+    await Promise.all(pools.map((c) => c.close().catch(() => {})));
+    await nginx?.stop();
+    await stopProxy(proxy.child);
+    rmSync(root, { recursive: true, force: true });
   }
+  if (process.env.BENCH_CPU_PROF) printProfile(process.env.BENCH_CPU_PROF);
 }
 
 main().catch((err) => {

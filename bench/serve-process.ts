@@ -6,7 +6,10 @@ import path from 'node:path';
 export async function spawnProxy(configFile: string): Promise<{ url: string; child: ChildProcess }> {
   // BENCH_CPU_PROF=<dir>: a V8 CPU profile of the proxy process, written when it exits
   const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import', 'tsx', path.resolve('src/cli/main.ts'), 'serve', '--config', configFile, '--port', '0'], {
+  // BENCH_PROXY_ENTRY=<dist/cli/main.js>: a built proxy instead of the sources through tsx (a profile of built
+  // code names lines and columns the sources have)
+  const entry = process.env.BENCH_PROXY_ENTRY ? [path.resolve(process.env.BENCH_PROXY_ENTRY)] : ['--import', 'tsx', path.resolve('src/cli/main.ts')];
+  const child = spawn(process.execPath, [...prof, ...entry, 'serve', '--config', configFile, '--port', '0'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -20,6 +23,16 @@ export async function spawnProxy(configFile: string): Promise<{ url: string; chi
   }
   child.kill('SIGKILL');
   throw new Error(`the proxy did not start:\n${stderr}`);
+}
+
+/** Stops a proxy started by spawnProxy and waits for it to exit (its instances stopped, a CPU profile written). */
+export async function stopProxy(child: ChildProcess, graceMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** An instance's API key, read from its environment (a bench talks to the instance directly to compare). */

@@ -134,10 +134,11 @@ describe.skipIf(!tools.server)(`agents over a real llama-server${tools.reason ? 
     expect(res.headers.get('content-type')).toContain('text/event-stream');
     const record = await readStream(res);
     expect(record.done).toBe(true);
-    // 200 chunks at >= 2 ms each: gathered, the first would arrive at the end; streamed, right at the start
+    // 200 chunks at >= 2 ms each: gathered, the first would arrive at the end; streamed, in the first half (not
+    // the first quarter: on a loaded 2-core machine the prompt alone can take a quarter of the time)
     const total = record.endedAt - started;
     expect(total).toBeGreaterThan(400);
-    expect(record.chunks[0]!.at - started).toBeLessThan(total / 4);
+    expect(record.chunks[0]!.at - started).toBeLessThan(total / 2);
     expect(record.chunks.length).toBeGreaterThan(50);
     expect(streamedContent(record)).toBe(streamedContent(plain).toUpperCase());
     const seqs = record.text.split('\n').filter((l) => l.startsWith('data: {')).map((l) => (JSON.parse(l.slice(6)) as { x_seq: number }).x_seq);
