@@ -15,13 +15,24 @@
  *     which also carries a ~200 KB chat history (messages with code, escapes, non-ASCII, tool calls: the shape
  *     Claude Code or Codex send) in a field llama-server does not read. Every side carries the same bytes, and
  *     llama-server parses them as JSON on every side alike; the proxy does all it does with any body (reads it,
- *     checks its depth and fields, parses it, forwards the raw bytes), so the difference is the cost of carrying it.
+ *     checks it, reads the fields routing needs, forwards the raw bytes), so the difference is the cost of carrying
+ *     it. (On /v1/chat/completions planning agents also reads the last user message of `messages`.)
+ * Goals printed at the end: added p50 at c=1 within 2x nginx's, c=16 throughput >= 0.97 of direct (the median of
+ * the rounds' ratios: each round's sides run back to back, so this is steadier than the totals when other work
+ * on the machine comes and goes), the large body adding < 1 ms.
+ * Besides latency, each cell's CPU per request of the proxy process, nginx and llama-server (from /proc): the
+ * proxy process reads its instance's log on every side, so its direct column is that background cost.
  * Timing is hand-rolled with process.hrtime and undici (autocannon's histogram rounds to whole milliseconds, too
- * coarse for a sub-millisecond difference).
+ * coarse for a sub-millisecond difference). The proxy logs at `warn` (--log-level info: a line per request, the
+ * default of a config that sets none).
  *
  * npm run bench:proxy [-- --requests 400 --rounds 3 --layers 2 --embd 64 --max-tokens 8 --body-kb 200
- *                        --nginx-workers 1 --json results.json]
- * BENCH_CPU_PROF=<dir>: a V8 CPU profile of the proxy process (written when it exits at the end).
+ *                        --nginx-workers 1 --cells c1,c16,ttft,big --log-level warn --json results.json]
+ * BENCH_CPU_PROF=<dir>: a V8 CPU profile of the proxy process (written when it exits at the end), summarised
+ *   (top self time by function and by file) after the figures.
+ * BENCH_PROXY_ENTRY=<dist/cli/main.js>: a built proxy instead of the sources through tsx (before/after builds).
+ * BENCH_NGINX=<binary>|none: which nginx (default: the one on PATH), or no nginx column.
+ * BENCH_VERBOSE=1: each sample's throughput on stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -48,6 +59,9 @@ const { values } = parseArgs({
     'nginx-workers': { type: 'string', default: '1' },
     // Also write the figures as JSON.
     json: { type: 'string' },
+    // A subset of the cells, e.g. --cells c1,big (for a profile of one kind of request).
+    cells: { type: 'string', default: 'c1,c16,ttft,big' },
+    'log-level': { type: 'string', default: 'warn' },
   },
 });
 const REQUESTS = Number(values.requests);
@@ -55,6 +69,7 @@ const ROUNDS = Number(values.rounds);
 const MAX_TOKENS = Number(values['max-tokens']);
 const BODY_BYTES = Number(values['body-kb']) * 1000;
 const SLOTS = 16;
+const CELLS = new Set(values.cells!.split(','));
 
 type Side = 'direct' | 'nginx' | 'proxy';
 type Cell = 'c1' | 'c16' | 'ttft' | 'big';
@@ -62,6 +77,38 @@ type Cell = 'c1' | 'c16' | 'ttft' | 'big';
 interface Sample {
   latencies: number[];
   wallMs: number;
+  /** CPU milliseconds each process used while the sample ran. */
+  cpu?: Record<Proc, number>;
+}
+
+type Proc = 'proxy' | 'nginx' | 'llama';
+const CLOCK_TICKS = 100;
+
+/** CPU milliseconds (user + system) a process has used so far; 0 once it is gone. */
+function cpuMsOf(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** The processes whose parent is `pid` (nginx's workers). */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return out;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -73,6 +120,27 @@ function percentile(sorted: number[], p: number): number {
 /** Headers each client sends: the instance's own API key for the direct side (nginx and the proxy add it). */
 const extraHeaders = new WeakMap<UndiciPool, Record<string, string>>();
 const headersOf = (client: UndiciPool) => ({ 'content-type': 'application/json', ...extraHeaders.get(client) });
+
+/** What each client is called in errors, and the stale sockets it sent a request on again. */
+const sideOf = new WeakMap<UndiciPool, string>();
+const resent = new Map<string, number>();
+
+/**
+ * One request; sent again on a fresh socket when the pooled one turned out closed before any answer (llama-server
+ * closes a connection after a streamed answer although it announced keep-alive), as the proxy does upstream.
+ */
+async function send(client: UndiciPool, payload: string | Buffer) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: payload });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (attempt >= 3 || (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET')) throw err;
+      const side = sideOf.get(client) ?? '?';
+      resent.set(side, (resent.get(side) ?? 0) + 1);
+    }
+  }
+}
 
 const body = (i: number, stream = false) =>
   JSON.stringify({ model: 'bench', prompt: `Request ${i % 7}:`, max_tokens: MAX_TOKENS, temperature: 0, stream, cache_prompt: true });
@@ -122,9 +190,9 @@ async function completions(client: UndiciPool, count: number, concurrency: numbe
     while (next < count) {
       const i = next++;
       const t0 = process.hrtime.bigint();
-      const res = await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: payload ?? body(i) });
+      const res = await send(client, payload ?? body(i));
       const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`status ${res.statusCode}: ${text.slice(0, 300)}`);
+      if (res.statusCode !== 200) throw new Error(`${sideOf.get(client)}: status ${res.statusCode}: ${text.slice(0, 300)}`);
       latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
   }
@@ -137,12 +205,12 @@ async function firstTokens(client: UndiciPool, count: number): Promise<Sample> {
   const started = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
     const t0 = process.hrtime.bigint();
-    const res = await client.request({ method: 'POST', path: '/v1/completions', headers: headersOf(client), body: body(i, true) });
+    const res = await send(client, body(i, true));
     let first = 0;
     for await (const chunk of res.body) {
       if (!first && chunk.toString().includes('data: {')) first = Number(process.hrtime.bigint() - t0) / 1e6;
     }
-    if (res.statusCode !== 200 || !first) throw new Error(`stream: status ${res.statusCode}, no data event`);
+    if (res.statusCode !== 200 || !first) throw new Error(`${sideOf.get(client)}: stream: status ${res.statusCode}, no data event`);
     latencies.push(first);
   }
   return { latencies, wallMs: Number(process.hrtime.bigint() - started) / 1e6 };
@@ -183,11 +251,16 @@ async function waitForPort(port: number, child: ChildProcess, log: () => string)
 interface Nginx {
   url: string;
   conf: string;
+  /** Master and workers. */
+  pids: number[];
   stop(): Promise<void>;
 }
 
-/** Whether an `nginx` binary is on PATH (its path), else undefined. */
+/** The `nginx` binary on PATH (or in /usr/sbin), or BENCH_NGINX's; undefined when none (BENCH_NGINX=none). */
 function findNginx(): string | undefined {
+  const given = process.env.BENCH_NGINX;
+  if (given === 'none') return undefined;
+  if (given) return given;
   for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/local/sbin']) {
     const file = path.join(dir, 'nginx');
     try {
@@ -244,6 +317,10 @@ http {
       proxy_set_header Connection "";
       proxy_set_header Authorization "Bearer ${key}";
       proxy_buffering off;
+      # llama-server closes a connection after a streamed answer although it announced keep-alive: a request sent
+      # on it fails before any answer (502 "upstream prematurely closed connection"). nginx sends it again on a
+      # fresh connection only when a POST may be retried (the proxy retries such stale sockets itself).
+      proxy_next_upstream error timeout non_idempotent;
       proxy_request_buffering on;
       proxy_read_timeout 600s;
     }
@@ -280,7 +357,7 @@ http {
     await stop();
     throw err;
   }
-  return { url: `http://127.0.0.1:${port}`, conf, stop };
+  return { url: `http://127.0.0.1:${port}`, conf, pids: [child.pid!, ...childrenOf(child.pid!)], stop };
 }
 
 interface ProfileNode {
@@ -337,7 +414,7 @@ async function main(): Promise<void> {
     configFile,
     JSON.stringify({
       llamaServer: { binary: tools.server },
-      log: { level: 'warn' },
+      log: { level: values['log-level'] },
       models: { bench: { path: file, ctx: 512 * SLOTS, parallel: SLOTS } },
     }),
   );
@@ -357,7 +434,7 @@ async function main(): Promise<void> {
 
     const nginxBinary = findNginx();
     let nginxNote: string;
-    if (!nginxBinary) nginxNote = 'nginx: skipped (no `nginx` on PATH; Debian: apt-get install nginx-light)';
+    if (!nginxBinary) nginxNote = `nginx: skipped (${process.env.BENCH_NGINX === 'none' ? 'BENCH_NGINX=none' : 'no `nginx` on PATH or in /usr/sbin; Debian: apt-get install nginx-light'})`;
     else {
       nginx = await startNginx(nginxBinary, loaded.instance.port, key, Number(values['nginx-workers']));
       const pool = new UndiciPool(nginx.url, { connections: SLOTS + 1 });
@@ -366,6 +443,7 @@ async function main(): Promise<void> {
       nginxNote = `nginx: ${nginxBinary}, ${values['nginx-workers']} worker(s), keepalive upstream, proxy_buffering off (${nginx.conf})`;
     }
     const sides = (['direct', 'nginx', 'proxy'] as const).filter((s) => clients[s]);
+    for (const side of sides) sideOf.set(clients[side]!, side);
     const big = bigBody(BODY_BYTES);
 
     console.log(`llama-server ${tools.server}\n${nginxNote}`);
@@ -379,22 +457,39 @@ async function main(): Promise<void> {
 
     const results = {} as Record<Cell, Record<Side, Sample[]>>;
     for (const cell of ['c1', 'c16', 'ttft', 'big'] as const) results[cell] = { direct: [], nginx: [], proxy: [] };
+    const procs: Record<Proc, number[]> = { proxy: [proxy.child.pid!], nginx: nginx?.pids ?? [], llama: [loaded.instance.pid] };
+    const cpuNow = () => Object.fromEntries(Object.entries(procs).map(([k, pids]) => [k, pids.reduce((a, pid) => a + cpuMsOf(pid), 0)])) as Record<Proc, number>;
+    const measure = async (cell: Cell, side: Side, run: () => Promise<Sample>) => {
+      if (!CELLS.has(cell)) return;
+      const before = cpuNow();
+      const sample = await run();
+      const after = cpuNow();
+      sample.cpu = { proxy: after.proxy - before.proxy, nginx: after.nginx - before.nginx, llama: after.llama - before.llama };
+      results[cell][side].push(sample);
+      if (process.env.BENCH_VERBOSE) console.error(`${cell} ${side}: ${((sample.latencies.length / sample.wallMs) * 1000).toFixed(1)} req/s, llama-server cpu ${(sample.cpu.llama / sample.latencies.length).toFixed(2)} ms/req`);
+    };
     for (let round = 0; round < ROUNDS; round++) {
       // Each side goes first in turn.
       const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
-      for (const side of order) results.c1[side].push(await completions(clients[side]!, REQUESTS, 1));
-      for (const side of order) results.c16[side].push(await completions(clients[side]!, REQUESTS * 2, 16));
-      for (const side of order) results.ttft[side].push(await firstTokens(clients[side]!, Math.max(50, REQUESTS / 4)));
-      for (const side of order) results.big[side].push(await completions(clients[side]!, Math.max(50, REQUESTS / 2), 1, big));
+      for (const side of order) await measure('c1', side, () => completions(clients[side]!, REQUESTS, 1));
+      for (const side of order) await measure('c16', side, () => completions(clients[side]!, REQUESTS * 2, 16));
+      for (const side of order) await measure('ttft', side, () => firstTokens(clients[side]!, Math.max(50, REQUESTS / 4)));
+      for (const side of order) await measure('big', side, () => completions(clients[side]!, Math.max(50, REQUESTS / 2), 1, big));
     }
     const loadAfter = os.loadavg();
 
     const m = {} as Record<Cell, Partial<Record<Side, { p50: number; p99: number; rps: number }>>>;
+    const cpu = {} as Record<Cell, Partial<Record<Side, Record<Proc, number>>>>;
     for (const cell of Object.keys(results) as Cell[]) {
       m[cell] = {};
+      cpu[cell] = {};
       for (const side of sides) {
         const { sorted, rps } = merge(results[cell][side]);
         m[cell][side] = { p50: percentile(sorted, 50), p99: percentile(sorted, 99), rps };
+        const samples = results[cell][side];
+        const count = samples.reduce((a, x) => a + x.latencies.length, 0);
+        const per = (k: Proc) => samples.reduce((a, x) => a + (x.cpu?.[k] ?? 0), 0) / count;
+        cpu[cell][side] = { proxy: per('proxy'), nginx: per('nginx'), llama: per('llama') };
       }
     }
     const col = (v: number | undefined, digits = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits)).padStart(10);
@@ -407,6 +502,14 @@ async function main(): Promise<void> {
     row('c=1 req/s', (s) => m.c1[s]!.rps, 1);
     row('c=16 req/s', (s) => m.c16[s]!.rps, 1);
     row('c=16 throughput vs direct', (s) => m.c16[s]!.rps / m.c16.direct!.rps);
+    // Each round's ratio (its sides ran back to back), the median of them: steadier than the totals when the
+    // machine's other work comes and goes.
+    const roundRatio = (side: Side) => {
+      const rate = (x: Sample) => x.latencies.length / x.wallMs;
+      const ratios = results.c16[side].map((x, r) => rate(x) / rate(results.c16.direct[r]!)).sort((a, b) => a - b);
+      return ratios.length ? ratios[Math.floor((ratios.length - 1) / 2)]! : NaN;
+    };
+    row('  median of rounds', roundRatio);
     row('c=16 p50 ms', (s) => m.c16[s]!.p50);
     row('c=16 p99 ms', (s) => m.c16[s]!.p99);
     row('TTFT (stream) p50 ms', (s) => m.ttft[s]!.p50);
@@ -414,17 +517,26 @@ async function main(): Promise<void> {
     row(`${Math.round(big.length / 1000)} KB body p50 ms`, (s) => m.big[s]!.p50);
     row(`${Math.round(big.length / 1000)} KB body p99 ms`, (s) => m.big[s]!.p99);
     row(`${Math.round(big.length / 1000)} KB body added p50 ms`, (s) => added('big', s));
+    // Per request, from /proc (10 ms ticks): the proxy process also reads its instance's log on every side.
+    console.log(`\nCPU ms per request${''.padEnd(12)}${sides.map((s) => s.padStart(10)).join('')}`);
+    for (const [cell, label] of [['c1', 'c=1'], ['c16', 'c=16'], ['ttft', 'TTFT'], ['big', `${Math.round(big.length / 1000)} KB`]] as const) {
+      for (const [proc, name] of [['proxy', 'proxy process'], ['nginx', 'nginx'], ['llama', 'llama-server']] as const) {
+        if (proc === 'nginx' && !clients.nginx) continue;
+        row(`${label} ${name}`, (s) => cpu[cell][s]![proc]);
+      }
+    }
     console.log(`\nload average after: ${loadAfter.map((l) => l.toFixed(2)).join(' ')}`);
+    if (resent.size) console.log(`requests sent again after a stale socket (bench client): ${[...resent].map(([s, n]) => `${s} ${n}`).join(', ')}`);
 
     const p = (c: Cell) => added(c, 'proxy')!;
     const goals: Array<[string, boolean | undefined, string]> = [
       ['added p50 at c=1 within 2x nginx\'s added', clients.nginx ? p('c1') <= 2 * Math.max(0, added('c1', 'nginx')!) : undefined, clients.nginx ? `proxy ${p('c1').toFixed(3)} ms vs nginx ${added('c1', 'nginx')!.toFixed(3)} ms` : 'no nginx column'],
-      ['c=16 throughput >= 0.97 of direct', m.c16.proxy!.rps / m.c16.direct!.rps >= 0.97, `${(m.c16.proxy!.rps / m.c16.direct!.rps).toFixed(3)}`],
+      ['c=16 throughput >= 0.97 of direct (median of rounds)', roundRatio('proxy') >= 0.97, `${roundRatio('proxy').toFixed(3)} (nginx ${clients.nginx ? roundRatio('nginx').toFixed(3) : '-'}; totals ${(m.c16.proxy!.rps / m.c16.direct!.rps).toFixed(3)})`],
       [`${Math.round(big.length / 1000)} KB body adds < 1 ms`, p('big') < 1, `${p('big').toFixed(3)} ms`],
     ];
     console.log('\ngoals (proxy):');
     for (const [goal, met, detail] of goals) console.log(`  ${met === undefined ? 'n/a ' : met ? 'met ' : 'NOT '} ${goal}: ${detail}`);
-    if (values.json) writeFileSync(values.json, `${JSON.stringify({ sides, bodyBytes: big.length, loadAfter, results: m }, null, 2)}\n`);
+    if (values.json) writeFileSync(values.json, `${JSON.stringify({ sides, bodyBytes: big.length, loadAfter, results: m, c16RoundRatio: Object.fromEntries(sides.map((s) => [s, roundRatio(s)])), cpuMsPerRequest: cpu }, null, 2)}\n`);
   } finally {
     await Promise.all(pools.map((c) => c.close().catch(() => {})));
     await nginx?.stop();
