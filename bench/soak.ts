@@ -19,11 +19,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
+import type { ChildProcess } from 'node:child_process';
 import { Agent, request } from 'undici';
 import { defaultCacheDir } from '../src/config/index.js';
 import { writeTinyModel } from '../src/gguf/index.js';
 import { ensureLlamaTools } from '../src/llamacpp/index.js';
-import { spawnProxy } from './serve-process.js';
+import { spawnProxy as spawn } from './serve-process.js';
+
+/** Every proxy the bench started: ended if the bench itself fails half-way (its watchdog then ends the instances). */
+const started = new Set<ChildProcess>();
+async function spawnProxy(configFile: string): ReturnType<typeof spawn> {
+  const p = await spawn(configFile);
+  started.add(p.child);
+  return p;
+}
 
 const { values } = parseArgs({
   options: {
@@ -272,5 +281,6 @@ async function main(): Promise<void> {
 
 main().catch((err: Error) => {
   console.error(err);
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   process.exit(1);
 });
