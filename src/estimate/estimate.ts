@@ -7,7 +7,8 @@
  * The model / context / compute figures are the ones llama.cpp's memory breakdown reports
  * (llama_get_memory_breakdown, printed by llama-fit-params --fit-print and by llama-server at
  * -lv 4). Overhead is what that breakdown leaves out: for a GPU the CUDA context and pools, for
- * the host the logits output buffer.
+ * an RPC device what its rpc-server process needs beyond the buffers (overhead.ts), for the host
+ * the logits output buffer.
  */
 
 import { computeBuffers } from './compute/index.js';
@@ -15,8 +16,8 @@ import { kvPlan, type KvLayer } from './kv-cache.js';
 import { CPU, layerAssignment, type LayerAssignment } from './layers.js';
 import type { ModelInfo } from './model-info.js';
 import { cudaFlashAttnSupported } from './flash-attn.js';
-import { gpuOverhead, poolBytes } from './overhead.js';
-import { effectiveSplit, type DeviceKind, type Placement } from './placement.js';
+import { gpuOverhead, poolBytes, rpcCpuOverheadBytes } from './overhead.js';
+import { bufferRules, effectiveSplit, type Device, type DeviceKind, type Placement } from './placement.js';
 import { resolveSettings, type EstimateSettings, type ResolvedSettings } from './settings.js';
 import { placeWeights } from './weights.js';
 
@@ -29,7 +30,10 @@ export interface DeviceMemory {
   readonly contextBytes: number;
   /** Compute buffer (llama.cpp's "compute"). */
   readonly computeBytes: number;
-  /** Outside llama.cpp's breakdown: CUDA context and pools on a GPU, the logits buffer on the host. */
+  /**
+   * Outside llama.cpp's breakdown: CUDA context and pools on a GPU (a CUDA rpc-server's too), an rpc-server's
+   * own memory on a CPU rpc-server, the logits buffer on the host.
+   */
   readonly overheadBytes: number;
   readonly totalBytes: number;
 }
@@ -57,14 +61,15 @@ export interface MemoryEstimate {
 
 export function estimateMemory(model: ModelInfo, settings: EstimateSettings, placement: Placement): MemoryEstimate {
   const s = resolveSettings(model, settings);
-  const nGpu = placement.devices.length;
   const layers = layerAssignment(model.nLayer, placement.ngl, effectiveSplit(placement));
   // 'auto' flash attention: llama.cpp enables it when the FA op runs on each layer's device. The CPU runs
-  // every shape; CUDA only some (flash-attn.ts), which matters once a layer is on a GPU.
-  const gpuLayers = layers.layers.some((d) => d !== CPU);
-  const flashAttn = s.flashAttn === 'on' || (s.flashAttn === 'auto' && (!gpuLayers || cudaFlashAttnSupported(model, s.typeK, s.typeV)));
+  // every shape; CUDA only some (flash-attn.ts), which matters once a layer is on a local GPU. An RPC device
+  // claims every op (ggml-rpc's supports_op), so its layers keep it on.
+  const cudaLayers = layers.layers.some((d) => d !== CPU && placement.devices[d]!.kind === 'cuda');
+  const flashAttn = s.flashAttn === 'on' || (s.flashAttn === 'auto' && (!cudaLayers || cudaFlashAttnSupported(model, s.typeK, s.typeV)));
   const kv = kvPlan(model, s, flashAttn);
-  const weights = placeWeights(model, s, layers, nGpu);
+  const buffers = placement.devices.map(bufferRules);
+  const weights = placeWeights(model, s, layers, buffers);
 
   const compute = computeBuffers({
     model,
@@ -72,13 +77,13 @@ export function estimateMemory(model: ModelInfo, settings: EstimateSettings, pla
     kv,
     flashAttn,
     layers,
-    nGpu,
+    devices: placement.devices.map((d, i) => ({ buffer: buffers[i]!, localCuda: d.kind === 'cuda' })),
     weightDevice: weights.deviceOf,
     opOffload: placement.opOffload ?? true,
     overridden: weights.overridden,
   });
 
-  const gpuKv = new Array<number>(nGpu).fill(0);
+  const gpuKv = new Array<number>(placement.devices.length).fill(0);
   let hostKv = 0;
   for (const L of kv.layers) {
     const dev = s.kvOffload ? layers.layers[L.il] ?? CPU : CPU;
@@ -86,19 +91,21 @@ export function estimateMemory(model: ModelInfo, settings: EstimateSettings, pla
     else gpuKv[dev]! += L.kBytes + L.vBytes;
   }
 
-  const cublas = nGpu > 0 && (!flashAttn || usesFloatMatmul(model));
+  const cublas = buffers.includes('cuda') && (!flashAttn || usesFloatMatmul(model));
+  const maxRowWidth = Math.max(model.nEmbd, model.nFfExp, ...model.nFf);
   const pool = poolBytes({
     nUbatch: s.nUbatch,
-    maxRowWidth: Math.max(model.nEmbd, model.nFfExp, ...model.nFf),
+    maxRowWidth,
     flashAttn,
     nKv: s.kvUnified ? s.nCtx : s.nCtxSeq,
     nHead: Math.max(...model.nHead),
   });
-  const devices: DeviceMemory[] = placement.devices.map((d, i) => {
-    const overheadBytes =
-      d.overheadBytes ?? gpuOverhead({ kind: d.kind, usesCublas: cublas, poolBytes: pool, ...(d.runtimeBytes !== undefined ? { runtimeBytes: d.runtimeBytes } : {}) }).totalBytes;
-    return memory(d.name, d.kind, weights.gpuBytes[i]!, gpuKv[i]!, compute.gpu[i]!, overheadBytes);
-  });
+  const overheadOf = (d: Device, i: number): number => {
+    if (d.overheadBytes !== undefined) return d.overheadBytes;
+    if (bufferRules(d) === 'cpu') return rpcCpuOverheadBytes({ nUbatch: s.nUbatch, maxRowWidth, largestWeightBytes: weights.largestBytes[i]! });
+    return gpuOverhead({ usesCublas: cublas, poolBytes: pool, ...(d.runtimeBytes !== undefined ? { runtimeBytes: d.runtimeBytes } : {}) }).totalBytes;
+  };
+  const devices: DeviceMemory[] = placement.devices.map((d, i) => memory(d.name, d.kind, weights.gpuBytes[i]!, gpuKv[i]!, compute.gpu[i]!, overheadOf(d, i)));
   // llama_context::output_reserve: logits for one output per sequence, in (pinned) host memory
   const outputBytes = model.nVocab * s.nSeq * 4;
   const host = memory('CPU', 'cpu', weights.hostBytes, hostKv, compute.host, outputBytes);

@@ -22,12 +22,10 @@
  * Device.runtimeBytes.
  */
 
-import type { DeviceKind } from './placement.js';
-
 const MiB = 1024 * 1024;
 
-/** The runtime part before any measurement on the GPU at hand. */
-export const DEFAULT_RUNTIME_BYTES: Readonly<Record<DeviceKind, number>> = {
+/** The runtime part before any measurement on the GPU at hand (a local CUDA GPU, or one behind an rpc-server). */
+export const DEFAULT_RUNTIME_BYTES: Readonly<Record<'cuda', number>> = {
   cuda: 592 * MiB,
 };
 
@@ -57,8 +55,9 @@ export function poolBytes(p: PoolInput): number {
 }
 
 export interface GpuOverheadInput {
-  readonly kind: DeviceKind;
-  /** The runtime part measured on this GPU, when known (else the default for its kind). */
+  /** Only CUDA is modelled (a local GPU, or one an rpc-server serves). */
+  readonly kind?: 'cuda';
+  /** The runtime part measured on this GPU, when known (else DEFAULT_RUNTIME_BYTES.cuda). */
   readonly runtimeBytes?: number;
   readonly usesCublas: boolean;
   readonly poolBytes: number;
@@ -72,7 +71,33 @@ export interface GpuOverhead {
 }
 
 export function gpuOverhead(i: GpuOverheadInput): GpuOverhead {
-  const runtimeBytes = i.runtimeBytes ?? DEFAULT_RUNTIME_BYTES[i.kind];
+  const runtimeBytes = i.runtimeBytes ?? DEFAULT_RUNTIME_BYTES.cuda;
   const cublasBytes = i.usesCublas ? CUBLAS_BYTES : 0;
   return { runtimeBytes, cublasBytes, poolBytes: i.poolBytes, totalBytes: runtimeBytes + cublasBytes + i.poolBytes };
+}
+
+/**
+ * What an rpc-server serving its CPU needs beyond the buffers llama-server allocates in it (weights, KV, compute,
+ * which llama-server logs as RPC<i>[host:port]; the estimate equals those to the 0.01 MiB):
+ *
+ * - the process itself: code, heap, the graphs it deserializes (5.4 MiB resident when idle, 5.6 with a tiny
+ *   model's buffers; RPC_CPU_BASE_BYTES leaves room);
+ * - while loading, one weight at a time received whole into a message buffer before it is copied into place
+ *   (RPC_CMD_SET_TENSOR): the largest weight on the device, freed afterwards;
+ * - while computing, the CPU backend's work buffer (ggml_graph_plan: a matrix product's input converted to the
+ *   weights' dot type; at most 2 bytes a value (F16), q8 types about 1.1, for a micro-batch of the widest row).
+ *
+ * Loading and computing do not overlap: the larger of the last two counts.
+ */
+export const RPC_CPU_BASE_BYTES = 16 * MiB;
+
+export interface RpcCpuOverheadInput {
+  readonly nUbatch: number;
+  readonly maxRowWidth: number;
+  /** The largest weight on the device (WeightPlacement.largestBytes). */
+  readonly largestWeightBytes: number;
+}
+
+export function rpcCpuOverheadBytes(i: RpcCpuOverheadInput): number {
+  return RPC_CPU_BASE_BYTES + Math.max(i.largestWeightBytes, i.nUbatch * i.maxRowWidth * 2);
 }

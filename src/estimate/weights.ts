@@ -9,7 +9,8 @@
  * - without output.weight the output projection is token_embd duplicated onto the output device
  *   (only when that device is not the CPU: on the CPU the same tensor serves both).
  *
- * On CUDA each tensor is padded (quantized rows to 512 elements) and aligned to 128 bytes.
+ * On CUDA each tensor is padded (quantized rows to 512 elements) and aligned to 128 bytes; an RPC device follows
+ * the rules of the backend behind it (a CPU rpc-server: the CPU's).
  */
 
 import { weightAllocBytes } from './buffers.js';
@@ -25,12 +26,23 @@ export interface WeightPlacement {
   deviceOf(t: ModelTensor): number;
   /** Model bytes per GPU. */
   readonly gpuBytes: readonly number[];
+  /**
+   * The largest single weight per GPU: an rpc-server receives each weight whole in a message buffer before it
+   * copies it into place, so its memory peaks at load by that much beyond its buffers.
+   */
+  readonly largestBytes: readonly number[];
   readonly hostBytes: number;
   /** Whether any tensor was moved off its layer's device by an override. */
   readonly overridden: boolean;
 }
 
-export function placeWeights(m: ModelInfo, s: ResolvedSettings, a: LayerAssignment, nGpu: number): WeightPlacement {
+/**
+ * `devices`: the buffer rules of each offload device, in placement order (placement.ts bufferRules), or a count
+ * of CUDA GPUs.
+ */
+export function placeWeights(m: ModelInfo, s: ResolvedSettings, a: LayerAssignment, devices: number | readonly ('cpu' | 'cuda')[]): WeightPlacement {
+  const deviceBuffers = typeof devices === 'number' ? new Array<'cuda'>(devices).fill('cuda') : devices;
+  const nGpu = deviceBuffers.length;
   let overridden = false;
   const deviceOf = (t: ModelTensor): number => {
     if (t.layer.kind === 'input') return CPU;
@@ -43,16 +55,21 @@ export function placeWeights(m: ModelInfo, s: ResolvedSettings, a: LayerAssignme
   };
 
   const gpuBytes = new Array<number>(nGpu).fill(0);
+  const largestBytes = new Array<number>(nGpu).fill(0);
+  const add = (dev: number, t: ModelTensor): void => {
+    gpuBytes[dev]! += weightAllocBytes(t, deviceBuffers[dev]!);
+    largestBytes[dev] = Math.max(largestBytes[dev]!, t.bytes);
+  };
   let hostBytes = 0;
   for (const t of m.tensors) {
     const dev = deviceOf(t);
     if (t.layer.kind === 'layer' && dev === CPU && a.layers[t.layer.il] !== CPU) overridden = true;
     if (dev === CPU) hostBytes += weightAllocBytes(t, 'cpu');
-    else gpuBytes[dev]! += weightAllocBytes(t, 'cuda');
+    else add(dev, t);
   }
   if (m.tiedEmbeddings && a.output !== CPU) {
     const te = m.tensorByName.get('token_embd.weight');
-    if (te) gpuBytes[a.output]! += weightAllocBytes(te, 'cuda');
+    if (te) add(a.output, te);
   }
-  return { deviceOf, gpuBytes, hostBytes, overridden };
+  return { deviceOf, gpuBytes, largestBytes, hostBytes, overridden };
 }

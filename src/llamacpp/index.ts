@@ -1,7 +1,8 @@
-export { NODE_LLAMA_CPP_VERSION, MANAGED_TOOLS, type LlamaTool } from './version.js';
+export { NODE_LLAMA_CPP_VERSION, MANAGED_TOOLS, REQUIRED_CMAKE_ARGS, type LlamaTool } from './version.js';
 export {
   ensureManagedBuild,
   findManagedBuild,
+  hasRequiredCmakeArgs,
   managedBuildDir,
   cpuHasAmx,
   missingBuildPrerequisites,
@@ -12,4 +13,4 @@ export {
   type BuildInfo,
   type Backend,
 } from './managed-build.js';
-export { ensureLlamaTools, locateLlamaTools, type LlamaTools, type ToolSource, type LocateOptions } from './locate.js';
+export { ensureLlamaTools, locateLlamaTools, supportsRpc, type LlamaTools, type ToolSource, type LocateOptions } from './locate.js';

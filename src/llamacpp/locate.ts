@@ -3,9 +3,14 @@
  * LLAMA_SERVER environment variable, the PATH, the managed build (built on demand). A user's own binary always
  * wins over the managed build. The helper tools (llama-fit-params, llama-quantize) are looked for beside the
  * chosen llama-server first, then through their own variables, the PATH and the managed build.
+ *
+ * The RPC server (llama.cpp's tools/rpc, for lending this machine's devices to another node's llama-server) is
+ * `ggml-rpc-server` in this llama.cpp and `rpc-server` in older ones; both names are tried, in that order, beside
+ * llama-server, then $LLAMA_RPC_SERVER, then the PATH, then the managed build. A user's llama-server built without
+ * -DGGML_RPC=ON has no `--rpc`: `supportsRpc` asks the binary itself.
  */
 import path from 'node:path';
-import { isExecutableFile, which } from '../util/exec.js';
+import { isExecutableFile, run, which } from '../util/exec.js';
 import { BuildError, ensureManagedBuild, findManagedBuild, resolveBackend, type ManagedBuild } from './managed-build.js';
 import type { LlamaTool } from './version.js';
 
@@ -16,6 +21,8 @@ export interface LlamaTools {
   source: ToolSource;
   fitParams?: string;
   quantize?: string;
+  /** The RPC server (ggml-rpc-server / rpc-server), when one is found. */
+  rpcServer?: string;
   managed?: ManagedBuild;
 }
 
@@ -33,9 +40,19 @@ export interface LocateOptions {
   log?: (line: string) => void;
 }
 
-const TOOL_ENV: Record<Exclude<LlamaTool, 'llama-server'>, string> = {
+type HelperTool = Exclude<LlamaTool, 'llama-server'>;
+
+const TOOL_ENV: Record<HelperTool, string> = {
   'llama-fit-params': 'LLAMA_FIT_PARAMS',
   'llama-quantize': 'LLAMA_QUANTIZE',
+  'ggml-rpc-server': 'LLAMA_RPC_SERVER',
+};
+
+/** File names a tool may have, newest first (llama.cpp renamed rpc-server to ggml-rpc-server). */
+const TOOL_NAMES: Record<HelperTool, readonly string[]> = {
+  'llama-fit-params': ['llama-fit-params'],
+  'llama-quantize': ['llama-quantize'],
+  'ggml-rpc-server': ['ggml-rpc-server', 'rpc-server'],
 };
 
 function userServer(options: LocateOptions): { server: string; source: ToolSource } | undefined {
@@ -54,20 +71,29 @@ function userServer(options: LocateOptions): { server: string; source: ToolSourc
   return onPath ? { server: onPath, source: 'path' } : undefined;
 }
 
-function helperTool(tool: Exclude<LlamaTool, 'llama-server'>, server: string, managed: ManagedBuild | undefined, env: NodeJS.ProcessEnv): string | undefined {
-  const beside = path.join(path.dirname(server), tool);
-  if (isExecutableFile(beside)) return beside;
+function helperTool(tool: HelperTool, server: string, managed: ManagedBuild | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  const names = TOOL_NAMES[tool];
+  for (const name of names) {
+    const beside = path.join(path.dirname(server), name);
+    if (isExecutableFile(beside)) return beside;
+  }
   const fromEnv = env[TOOL_ENV[tool]];
   if (fromEnv && isExecutableFile(fromEnv)) return path.resolve(fromEnv);
-  return which(tool, env) ?? managed?.tools[tool];
+  for (const name of names) {
+    const onPath = which(name, env);
+    if (onPath) return onPath;
+  }
+  return managed?.tools[tool];
 }
 
 function assemble(base: { server: string; source: ToolSource }, managed: ManagedBuild | undefined, env: NodeJS.ProcessEnv): LlamaTools {
   const tools: LlamaTools = { ...base };
   const fitParams = helperTool('llama-fit-params', base.server, managed, env);
   const quantize = helperTool('llama-quantize', base.server, managed, env);
+  const rpcServer = helperTool('ggml-rpc-server', base.server, managed, env);
   if (fitParams) tools.fitParams = fitParams;
   if (quantize) tools.quantize = quantize;
+  if (rpcServer) tools.rpcServer = rpcServer;
   if (managed) tools.managed = managed;
   return tools;
 }
@@ -102,4 +128,17 @@ export async function ensureLlamaTools(options: LocateOptions & { forceBuild?: b
   const managed = await ensureManagedBuild(buildOptions);
   const user = userServer(options);
   return assemble(user ?? { server: managed.tools['llama-server'], source: 'managed' }, managed, env);
+}
+
+/**
+ * Whether this llama-server takes `--rpc` (built with -DGGML_RPC=ON): llama.cpp lists the option in --help only
+ * when the RPC backend is compiled in (common/arg.cpp, `llama_supports_rpc()`). The managed build always has it.
+ */
+export async function supportsRpc(server: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
+  try {
+    const result = await run(server, ['--help'], { env, timeoutMs: 10_000 });
+    return /^\s*--rpc\b/m.test(result.stdout + result.stderr);
+  } catch {
+    return false;
+  }
 }

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { run, which } from '../util/exec.js';
-import { MANAGED_TOOLS, NODE_LLAMA_CPP_VERSION, type LlamaTool } from './version.js';
+import { MANAGED_TOOLS, NODE_LLAMA_CPP_VERSION, REQUIRED_CMAKE_ARGS, type LlamaTool } from './version.js';
 
 export type Backend = 'cpu' | 'cuda';
 
@@ -90,14 +90,29 @@ export function managedBuildDir(cacheDir: string, backend: Backend, withoutAmx: 
   return path.join(cacheDir, 'llama.cpp', `${NODE_LLAMA_CPP_VERSION}-${backend}${withoutAmx ? '-noamx' : ''}`);
 }
 
-/** The finished managed build for this version and backend, or undefined when there is none yet. */
+/** True when the build was configured with every option the tools need (REQUIRED_CMAKE_ARGS). */
+export function hasRequiredCmakeArgs(info: Pick<BuildInfo, 'cmakeArgs'>): boolean {
+  return REQUIRED_CMAKE_ARGS.every((arg) => info.cmakeArgs.includes(arg));
+}
+
+/**
+ * The finished managed build for this version and backend, or undefined when there is none yet. A build folder
+ * missing a tool, or built without a required cmake option (an older build, before RPC), counts as none: it is
+ * rebuilt in place.
+ */
 export function findManagedBuild(cacheDir: string, backend: Backend): ManagedBuild | undefined {
   const dir = managedBuildDir(cacheDir, backend);
   const infoFile = path.join(dir, BUILD_INFO_FILE);
   if (!existsSync(infoFile)) return undefined;
   const tools = Object.fromEntries(MANAGED_TOOLS.map((t) => [t, path.join(dir, 'bin', t)])) as Record<LlamaTool, string>;
   if (!Object.values(tools).every((t) => existsSync(t))) return undefined;
-  const info = JSON.parse(readFileSync(infoFile, 'utf8')) as BuildInfo;
+  let info: BuildInfo;
+  try {
+    info = JSON.parse(readFileSync(infoFile, 'utf8')) as BuildInfo;
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(info.cmakeArgs) || !hasRequiredCmakeArgs(info)) return undefined;
   return { dir, backend, tools, info };
 }
 
@@ -180,6 +195,10 @@ async function buildInto(target: string, backend: Backend, options: BuildOptions
     '-DLLAMA_BUILD_EXAMPLES=OFF',
     '-DLLAMA_OPENSSL=OFF',
     '-DGGML_NATIVE=ON',
+    // RPC: the ggml-rpc backend in llama-server (`--rpc host:port,...`) and the ggml-rpc-server tool. RDMA stays
+    // off so the build does not depend on whether libibverbs happens to be installed (plain TCP).
+    ...REQUIRED_CMAKE_ARGS,
+    '-DGGML_RPC_RDMA=OFF',
     ...(cpuHasAmx() ? [`-DCMAKE_C_FLAGS=${NO_AMX_FLAGS}`, `-DCMAKE_CXX_FLAGS=${NO_AMX_FLAGS}`] : []),
     ...(backend === 'cuda' ? ['-DGGML_CUDA=ON', '-DCMAKE_CUDA_ARCHITECTURES=native'] : []),
   ];

@@ -9,8 +9,16 @@
  *   common_memory_breakdown_print: |   - CUDA0 (RTX 4090) | 24080 = 1234 + (22000 = 20000 + 1000 + 1000) + 846 |
  *   common_memory_breakdown_print: |   - Host             |  5463 = 4685 + 512 + 266 |
  *
+ * With `--rpc`, a device of an rpc-server logs its buffers as RPC<i>[host:port] (i: the device's index
+ * within that server), while the "using device" lines and the breakdown table name it RPC<n> (counted
+ * over every server, in --rpc order) with the endpoint as its description:
+ *
+ *   load_tensors: RPC0[127.0.0.1:51162] model buffer size =     0.13 MiB
+ *   llama_prepare_model_devices: using device RPC1 (127.0.0.1:51162) (unknown id) - 24105 MiB free
+ *   common_memory_breakdown_print: |   - RPC1 (127.0.0.1:51162) | 24105 = 24105 + (   0 =     0 +       0 +       0) +           0 |
+ *
  * Buffer names map to devices: CPU, CPU_Mapped, CPU_REPACK and <dev>_Host are host memory;
- * anything else (CUDA0, ROCm1, Vulkan0, MTL0, ...) is that device. llama-server prints the
+ * anything else (CUDA0, ROCm1, Vulkan0, MTL0, RPC0[host:port], ...) is that device. llama-server prints the
  * breakdown table only when it exits; the buffer lines come during load.
  */
 
@@ -62,6 +70,12 @@ export function isHostBuffer(name: string): boolean {
 /** The device a non-host buffer belongs to: the name without a _Split / _Private suffix. */
 export function bufferDevice(name: string): string {
   return name.replace(/_(Split|Private|Mapped)$/, '');
+}
+
+/** An RPC device's buffer name, RPC<i>[host:port]: the endpoint and the device's index on it; else undefined. */
+export function rpcBuffer(name: string): { endpoint: string; device: number } | undefined {
+  const m = /^RPC(\d+)\[(.+)\]$/.exec(name);
+  return m ? { device: Number(m[1]), endpoint: m[2]! } : undefined;
 }
 
 const BUFFER_LINE = /(\S+)\s+(model|KV|RS|compute|output) buffer size\s*=\s*([\d.]+) MiB/;

@@ -8,9 +8,13 @@ import {
   cpuHasAmx,
   ensureLlamaTools,
   ensureManagedBuild,
+  findManagedBuild,
+  locateLlamaTools,
   managedBuildDir,
   MANAGED_TOOLS,
   missingBuildPrerequisites,
+  REQUIRED_CMAKE_ARGS,
+  supportsRpc,
   type Backend,
   type BuildInfo,
 } from '../../src/llamacpp/index.js';
@@ -22,7 +26,7 @@ function fakeBuilder(counter: { runs: number }, delayMs: number) {
     await new Promise((r) => setTimeout(r, delayMs));
     mkdirSync(path.join(target, 'bin'), { recursive: true });
     for (const tool of MANAGED_TOOLS) writeFileSync(path.join(target, 'bin', tool), '#!/bin/sh\necho fake\n', { mode: 0o755 });
-    const info: BuildInfo = { nodeLlamaCpp: 'test', llamaCppTag: 'test', backend, builtAt: new Date().toISOString(), buildSeconds: 0, cmakeArgs: [] };
+    const info: BuildInfo = { nodeLlamaCpp: 'test', llamaCppTag: 'test', backend, builtAt: new Date().toISOString(), buildSeconds: 0, cmakeArgs: [...REQUIRED_CMAKE_ARGS] };
     writeFileSync(path.join(target, BUILD_INFO_FILE), JSON.stringify(info));
     return info;
   };
@@ -76,6 +80,59 @@ describe('managed llama.cpp build', () => {
     await expect(ensureLlamaTools({ ...base, llamaServer: { ...base.llamaServer, binary: '/no/such/llama-server' }, env })).rejects.toThrow(/llamaServer.binary "\/no\/such\/llama-server" is not an executable file/);
     await expect(ensureLlamaTools({ cacheDir: path.join(root, 'empty'), llamaServer: { backend: 'cpu', autoBuild: false }, env: { PATH: '/nonexistent' } })).rejects.toThrow(/autoBuild is off/);
     expect(counter.runs).toBe(1);
+  });
+});
+
+describe('RPC in the managed build and beside a user llama-server', () => {
+  it('builds ggml-rpc-server with -DGGML_RPC=ON, and takes a build without it for none (rebuilt in place)', async () => {
+    expect(MANAGED_TOOLS).toContain('ggml-rpc-server');
+    expect(REQUIRED_CMAKE_ARGS).toContain('-DGGML_RPC=ON');
+    const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'lsp-build-'));
+    const counter = { runs: 0 };
+    await ensureManagedBuild({ cacheDir, backend: 'cpu', builder: fakeBuilder(counter, 0) });
+    const found = findManagedBuild(cacheDir, 'cpu');
+    expect(found?.tools['ggml-rpc-server']).toBe(path.join(managedBuildDir(cacheDir, 'cpu'), 'bin', 'ggml-rpc-server'));
+    // every tool there, but configured without RPC (a build from before): not reused
+    const dir = managedBuildDir(cacheDir, 'cpu');
+    writeFileSync(path.join(dir, BUILD_INFO_FILE), JSON.stringify({ ...found!.info, cmakeArgs: ['-DCMAKE_BUILD_TYPE=Release'] }));
+    expect(findManagedBuild(cacheDir, 'cpu')).toBeUndefined();
+    await ensureManagedBuild({ cacheDir, backend: 'cpu', builder: fakeBuilder(counter, 0) });
+    expect(counter.runs).toBe(2);
+    expect(findManagedBuild(cacheDir, 'cpu')?.info.cmakeArgs).toContain('-DGGML_RPC=ON');
+  });
+
+  it('finds rpc-server beside a user llama-server (either name), else on PATH, else in the managed build', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'lsp-locate-'));
+    const tool = (dir: string, name: string, body = '#!/bin/sh\n') => {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, name), body, { mode: 0o755 });
+      return path.join(dir, name);
+    };
+    const cacheDir = path.join(root, 'cache');
+    await ensureManagedBuild({ cacheDir, backend: 'cpu', builder: fakeBuilder({ runs: 0 }, 0) });
+    const llamaServer = { backend: 'cpu' as const, autoBuild: false };
+    const old = tool(path.join(root, 'old'), 'llama-server');
+    const oldRpc = tool(path.join(root, 'old'), 'rpc-server');
+    expect(locateLlamaTools({ cacheDir, llamaServer: { ...llamaServer, binary: old }, env: { PATH: '/nonexistent' } })?.rpcServer).toBe(oldRpc);
+    const bare = tool(path.join(root, 'bare'), 'llama-server');
+    const onPath = tool(path.join(root, 'bin'), 'ggml-rpc-server');
+    expect(locateLlamaTools({ cacheDir, llamaServer: { ...llamaServer, binary: bare }, env: { PATH: path.dirname(onPath) } })?.rpcServer).toBe(onPath);
+    const fromEnv = tool(path.join(root, 'env'), 'my-rpc');
+    expect(locateLlamaTools({ cacheDir, llamaServer: { ...llamaServer, binary: bare }, env: { PATH: path.dirname(onPath), LLAMA_RPC_SERVER: fromEnv } })?.rpcServer).toBe(fromEnv);
+    expect(locateLlamaTools({ cacheDir, llamaServer: { ...llamaServer, binary: bare }, env: { PATH: '/nonexistent' } })?.rpcServer).toBe(
+      path.join(managedBuildDir(cacheDir, 'cpu'), 'bin', 'ggml-rpc-server'),
+    );
+  });
+
+  it("asks a llama-server whether it takes --rpc (its --help lists it only when built with RPC)", async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'lsp-rpc-help-'));
+    const withRpc = path.join(root, 'with');
+    const without = path.join(root, 'without');
+    writeFileSync(withRpc, '#!/bin/sh\necho "--rpc SERVERS                           comma-separated list of RPC servers (host:port)"\n', { mode: 0o755 });
+    writeFileSync(without, '#!/bin/sh\necho "--mlock    force system to keep model in RAM"\n', { mode: 0o755 });
+    expect(await supportsRpc(withRpc)).toBe(true);
+    expect(await supportsRpc(without)).toBe(false);
+    expect(await supportsRpc(path.join(root, 'missing'))).toBe(false);
   });
 });
 

@@ -24,11 +24,23 @@ export interface ComputeInputs {
   readonly kv: KvPlan;
   readonly flashAttn: boolean;
   readonly layers: LayerAssignment;
-  readonly nGpu: number;
+  /** The offload devices' backends, in placement order (the CPU comes after them). */
+  readonly devices: readonly ComputeDevice[];
   readonly weightDevice: (t: ModelTensor) => number;
   readonly opOffload: boolean;
   /** Tensor overrides are in use (disables pipeline parallelism). */
   readonly overridden: boolean;
+}
+
+/** What the scheduler and allocator need to know of an offload device's backend. */
+export interface ComputeDevice {
+  /** Whose buffer rules its compute buffer follows (an RPC device: the backend behind the rpc-server). */
+  readonly buffer: 'cpu' | 'cuda';
+  /**
+   * A local CUDA backend: it takes op offload (ggml_backend_cuda_device_offload_op) and its graph_optimize fuses
+   * MoE reductions. An RPC device does neither (ggml-rpc has no offload_op and no graph_optimize).
+   */
+  readonly localCuda: boolean;
 }
 
 export interface ComputeSizes {
@@ -58,7 +70,8 @@ export function computeBuffers(c: ComputeInputs): ComputeSizes {
 }
 
 function simulate(c: ComputeInputs): ComputeSizes {
-  const { model: m, settings: s, nGpu } = c;
+  const { model: m, settings: s } = c;
+  const nGpu = c.devices.length;
   const cpuIndex = nGpu; // the CPU backend comes last
   const toBackend = (dev: number): number => (dev === CPU ? cpuIndex : dev);
   const layerBackend = (il: number): number => toBackend(c.layers.layers[il] ?? CPU);
@@ -114,21 +127,22 @@ function simulate(c: ComputeInputs): ComputeSizes {
     ...(pin ? { pin } : {}),
   });
 
-  const kinds: BufferKind[] = [...new Array<BufferKind>(nGpu).fill(CUDA_BUFFER), CPU_BUFFER];
+  const kinds: BufferKind[] = [...c.devices.map((d) => (d.buffer === 'cuda' ? CUDA_BUFFER : CPU_BUFFER)), CPU_BUFFER];
   if (nGpu === 0) {
     const [host] = measureGraph(built.graph, kinds);
     return { gpu: [], host: host!, pipelineParallel: false };
   }
 
   // llama_context: pipeline parallelism needs several devices, everything offloaded, KV offload
-  // and no tensor overrides (CUDA supports the async copies and events it also needs).
+  // and no tensor overrides (CUDA and RPC devices both support the async copies and events it also needs).
   const pipelineParallel = nGpu > 1 && fullOffload && s.kvOffload && !c.overridden;
   const graph = scheduleGraph(built.graph, {
     nGpu,
     opOffload: c.opOffload,
+    offloadBackend: c.devices.findIndex((d) => d.localCuda),
     offloadMinBatch: OP_OFFLOAD_MIN_BATCH,
     nCopies: pipelineParallel ? GGML_SCHED_MAX_COPIES : 1,
-    allocDeps: (nodes, backend) => (backend === cpuIndex ? [] : cudaMoeFusionDeps(nodes)),
+    allocDeps: (nodes, backend) => (backend !== cpuIndex && c.devices[backend]!.localCuda ? cudaMoeFusionDeps(nodes) : []),
   });
   const sizes = measureGraph(graph, kinds);
   return { gpu: sizes.slice(0, nGpu), host: sizes[nGpu]!, pipelineParallel };
@@ -152,8 +166,9 @@ function roughCompute(c: ComputeInputs): ComputeSizes {
   const attn = c.flashAttn ? nTokens * 4 * maxHead * m.nEmbdHeadK * f32 : s.nCtxSeq * nTokens * maxHead * f32 * 2;
   const total = inputs + Math.max(output, ffn, attn);
   const last = c.layers.output;
-  if (c.nGpu === 0 || last === CPU) return { gpu: new Array<number>(c.nGpu).fill(0), host: total, pipelineParallel: false, rough: true };
-  const gpu = new Array<number>(c.nGpu).fill(0);
+  const nGpu = c.devices.length;
+  if (nGpu === 0 || last === CPU) return { gpu: new Array<number>(nGpu).fill(0), host: total, pipelineParallel: false, rough: true };
+  const gpu = new Array<number>(nGpu).fill(0);
   gpu[last] = total;
   return { gpu, host: inputs, pipelineParallel: false, rough: true };
 }

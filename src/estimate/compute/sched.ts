@@ -3,7 +3,8 @@
  * ggml_backend_sched_split_graph), reduced to what decides memory:
  *
  * 1. each op gets a backend: where its destination buffer is, else where its weight is (an op on
- *    a CPU-resident weight moves to the first GPU when its batch is >= 32: "op offload"), else
+ *    a CPU-resident weight moves to the first CUDA GPU when its batch is >= 32: "op offload"; RPC
+ *    devices never take it), else
  *    graph inputs go to the CPU; the rest follow their neighbours (GPU backends expanded down and
  *    up first, then any backend);
  * 2. the graph is cut into splits of consecutive nodes on one backend; a source living on another
@@ -16,18 +17,23 @@
  * With pipeline parallelism (several GPUs, full offload) every split input and graph input gets
  * GGML_SCHED_MAX_COPIES = 4 copies that stay allocated.
  *
- * Backend indices: GPUs 0..n-1 in priority order, then the CPU (the last, lowest priority).
- * Every op is assumed supported by every backend, which holds for the ops of the modelled graphs
- * on CUDA and CPU.
+ * Backend indices: GPUs (and RPC devices) 0..n-1 in priority order, then the CPU (the last,
+ * lowest priority). Every op is assumed supported by every backend, which holds for the ops of
+ * the modelled graphs on CUDA and CPU (and RPC, which claims every op).
  */
 
 import { FLAG_INPUT, FLAG_OUTPUT, Graph, Tensor } from './ggml.js';
 
 export interface SchedOptions {
-  /** Number of GPU backends (the CPU is backend `nGpu`). */
+  /** Number of GPU backends, RPC devices included (the CPU is backend `nGpu`). */
   readonly nGpu: number;
   /** cparams.op_offload (llama-server default on; --no-op-offload turns it off). */
   readonly opOffload: boolean;
+  /**
+   * The backend op offload goes to: the first whose device has offload_op (a local CUDA GPU; an RPC
+   * device has none). Unset: 0. Negative: none.
+   */
+  readonly offloadBackend?: number;
   /** Minimum batch for op offload (CUDA's op_offload_min_batch_size, default 32). */
   readonly offloadMinBatch: number;
   /** GGML_SCHED_MAX_COPIES when pipeline parallelism is on, else 1. */
@@ -70,6 +76,7 @@ interface Split {
  */
 export function scheduleGraph(graph: Graph, o: SchedOptions): Graph {
   const cpu = o.nGpu;
+  const offloadTo = o.offloadBackend ?? 0;
   const nodes = graph.nodes;
 
   const bufferDevice = (t: Tensor): number | undefined => (t.viewSrc ? t.viewSrc.buffer : t.buffer);
@@ -82,7 +89,7 @@ export function scheduleGraph(graph: Graph, o: SchedOptions): Graph {
     if (t.op !== 'ROPE' && t.op !== 'FLASH_ATTN_EXT') {
       for (const s of t.src) {
         if (s.buffer !== undefined && s.isWeight) {
-          if (o.opOffload && s.buffer === cpu && o.nGpu > 0 && opBatch(t) >= o.offloadMinBatch) return 0;
+          if (o.opOffload && s.buffer === cpu && offloadTo >= 0 && offloadTo < o.nGpu && opBatch(t) >= o.offloadMinBatch) return offloadTo;
           return s.buffer;
         }
       }
