@@ -1,9 +1,12 @@
 /**
  * Wiring: config -> llama.cpp tools -> pool -> HTTP app. Used by `serve` and by the integration tests.
  */
+import os from 'node:os';
 import type { Logger } from 'pino';
 import { loadAgentRegistry } from './agents/index.js';
 import { buildApp } from './api/app.js';
+import { localTags } from './api/ollama/catalog.js';
+import { Cluster } from './cluster/cluster.js';
 import type { ProxyApp } from './api/types.js';
 import type { Config } from './config/index.js';
 import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
@@ -12,7 +15,7 @@ import { createModelHub, resolveModelAsync } from './models/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
 import { Pool } from './pool/pool.js';
-import { PlacementService } from './placement/service.js';
+import { OS_HOST_MEMORY, PlacementService } from './placement/service.js';
 import { PortAllocator } from './pool/ports.js';
 import { createLogger } from './util/logger.js';
 import { PACKAGE_VERSION } from './util/version.js';
@@ -26,6 +29,8 @@ export interface ProxyServer {
   url: string;
   /** True when the built-in demo model was added because there was no configuration. */
   demo: boolean;
+  /** The other nodes, when cluster.peers names any. */
+  cluster: Cluster | undefined;
   close(): Promise<void>;
 }
 
@@ -72,7 +77,23 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   if (source instanceof SimulatedSource) source.charged = (index) => pool.chargedOn(index);
   const agents = await loadAgentRegistry(config, logger);
   const hub = createModelHub(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'hub' }, msg), { inUse: () => pool.filesInUse() });
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, agents, monitor, hub, placer });
+  const startedAt = Date.now();
+  let url = '';
+  const cluster = config.cluster.peers.length > 0
+    ? new Cluster({
+        config,
+        name: nodeName(config),
+        url: () => config.cluster.advertiseUrl ?? url,
+        version: PACKAGE_VERSION,
+        pool,
+        monitor,
+        placer,
+        hostMemory: OS_HOST_MEMORY,
+        models: () => localTags(config, hub, startedAt).filter((t) => t.size > 0).map((t) => t.name),
+        log: (msg, fields) => logger.info({ ...fields, component: 'cluster' }, msg),
+      })
+    : undefined;
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, ...(cluster ? { cluster } : {}) });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
@@ -83,7 +104,12 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
-  const url = `http://${host}:${port}`;
+  url = `http://${host}:${port}`;
+  if (cluster) {
+    if (!config.cluster.advertiseUrl && isWildcard(config.server.host)) logger.warn({ url }, 'cluster.advertiseUrl is not set: peers are shown this node at an address they cannot reach');
+    logger.info({ node: cluster.name, peers: config.cluster.peers, token: config.cluster.token ? 'set' : 'none' }, 'cluster node');
+    void cluster.start();
+  }
 
   for (const [alias, entry] of Object.entries(config.models)) {
     if (!entry.pinned) continue;
@@ -98,10 +124,20 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       pool.refuseNew();
       await hub.close();
       await app.close();
+      await cluster?.close();
       await pool.shutdown();
       monitor.stop();
     })();
     return closing;
   };
-  return { app, pool, monitor, config, tools, url, demo, close };
+  return { app, pool, monitor, config, tools, url, demo, cluster, close };
+}
+
+/** This node's name in the cluster: the config's, else the machine's. */
+function nodeName(config: Config): string {
+  return config.cluster.node ?? (os.hostname().replace(/[^\w.-]/g, '-') || 'node');
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
 }

@@ -2,6 +2,7 @@
 import type { Config } from '../config/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import type { InstanceInfo, Pool } from '../pool/pool.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import { readInstanceLoad } from '../llamacpp/server-stats.js';
 import { gpuAssignment, mib } from './health.js';
@@ -14,6 +15,7 @@ export interface AdminDeps {
   /** Resolution that may download (load of a Hugging Face model not cached yet). */
   resolveAsync?: (id: unknown) => Promise<ResolvedModel>;
   monitor?: GpuMonitor | undefined;
+  cluster?: Cluster | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -41,7 +43,7 @@ function optionalModel(body: unknown): unknown {
   return (body as Record<string, unknown>).model;
 }
 
-export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync, monitor }: AdminDeps): void {
+export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync, monitor, cluster }: AdminDeps): void {
   /** One call for an operator: per instance, where it runs, estimate vs footprint, its GPU processes and its load. */
   app.get('/status', async () => {
     const now = Date.now();
@@ -69,6 +71,7 @@ export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync
         instances: running.filter((i) => i.placement?.gpus.some((g) => g.index === d.index)).map((i) => i.id),
       })),
       instances,
+      ...(cluster ? { cluster: { node: cluster.name, nodes: await cluster.report() } } : {}),
     };
   });
 

@@ -10,6 +10,8 @@ import type { Config } from '../config/index.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import type { LlamaTools } from '../llamacpp/index.js';
 import type { ModelHub } from '../models/index.js';
+import type { Cluster } from '../cluster/cluster.js';
+import { registerClusterRoutes } from '../cluster/routes.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
@@ -47,6 +49,8 @@ export interface AppDeps {
   hub?: ModelHub;
   /** Refuses a model that can never fit before it is downloaded. */
   placer?: PlacementService;
+  /** The other nodes, when this proxy is one of a cluster. */
+  cluster?: Cluster;
 }
 
 export function buildApp(deps: AppDeps): ProxyApp {
@@ -84,25 +88,29 @@ export function buildApp(deps: AppDeps): ProxyApp {
 
   // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
   const placer = deps.placer;
-  registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
+  registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, cluster: deps.cluster, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
   // Before the key check: a preflight carries no key.
   registerCors(app, config.server.cors.origins);
-  const hasKey = registerApiKeys(app, config.server.apiKeys);
+  // Before the key check too: a request another node forwards carries the cluster token, not a client's key.
+  const cluster = deps.cluster;
+  const trusted = cluster ? registerClusterRoutes(app, cluster, config.cluster.token) : undefined;
+  const hasKey = registerApiKeys(app, config.server.apiKeys, trusted);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
-  const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend });
-  registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt });
+  const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });
+  registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster });
   registerAnthropicRoutes(app, pipeline);
   registerResponsesRoutes(app, pipeline);
   registerTranscriptionRoutes(app, pipeline);
-  registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt });
+  registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt, cluster });
 
   // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.
   app.get('/health', async (request) => hasKey(request) ? ({
     ...healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor, runtimeOverhead: deps.placer?.runtime.byGpu() }),
     backends: backend ? { ollama: await backend.status() } : {},
+    ...(cluster ? { cluster: { node: cluster.name, nodes: await cluster.report() } } : {}),
   }) : { status: 'ok', version: deps.version });
-  registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor });
+  registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor, cluster });
   registerDashboard(app);
 
   // Before connections are closed: streams under way get a last event saying the proxy shuts down.

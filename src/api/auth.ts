@@ -43,11 +43,12 @@ function isOpen(method: string, url: string): boolean {
  * Adds the key check; returns whether a request carries a valid key (always true when no key is configured), for
  * the open routes that say more to a client with a key (/health).
  */
-export function registerApiKeys(app: ProxyApp, keys: readonly string[]): (request: FastifyRequest) => boolean {
+export function registerApiKeys(app: ProxyApp, keys: readonly string[], trusted: (request: FastifyRequest) => boolean = () => false): (request: FastifyRequest) => boolean {
   if (keys.length === 0) return () => true;
   const allowed = keys.map(digest);
   app.addHook('onRequest', async (request, reply) => {
-    if (isOpen(request.method, request.url)) return;
+    // Another node of the cluster (it checked its client's key): the cluster token stands for it.
+    if (isOpen(request.method, request.url) || trusted(request)) return;
     const key = presentedKey(request.headers);
     if (keyAllowed(key, allowed)) return;
     const message = key === undefined ? 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"' : 'the API key is not valid';
@@ -55,5 +56,5 @@ export function registerApiKeys(app: ProxyApp, keys: readonly string[]): (reques
     // Each family's clients read only their own error shape (Ollama's {"error"}, Anthropic's, else OpenAI's).
     return reply.send(errorBodyFor(request.url, 401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
   });
-  return (request) => keyAllowed(presentedKey(request.headers), allowed);
+  return (request) => trusted(request) || keyAllowed(presentedKey(request.headers), allowed);
 }

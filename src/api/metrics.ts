@@ -4,6 +4,7 @@
  * memory) are read from the pool and the GPU monitor at scrape time, so a scrape costs no device read.
  */
 import client from 'prom-client';
+import type { Cluster } from '../cluster/cluster.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import type { Pool } from '../pool/pool.js';
 import type { ProxyApp } from './types.js';
@@ -16,6 +17,8 @@ export interface MetricsDeps {
   /** The CUDA runtime's memory learned per GPU UUID. */
   runtimeOverhead?: () => ReadonlyMap<string, number>;
   version: string;
+  /** In a cluster every series carries this node's name (label `node`), and the peers' reachability is shown. */
+  cluster?: Cluster | undefined;
 }
 
 /** Why an instance stopped, as a label with few values. */
@@ -29,8 +32,23 @@ export function stopReason(why: string): 'evicted' | 'idle' | 'keep_alive' | 'un
 export function registerMetrics(app: ProxyApp, deps: MetricsDeps): client.Registry {
   const registry = new client.Registry();
   const p = METRICS_PREFIX;
+  const cluster = deps.cluster;
+  if (cluster) registry.setDefaultLabels({ node: cluster.name });
   client.collectDefaultMetrics({ register: registry, prefix: p });
   const { pool, monitor } = deps;
+  if (cluster) {
+    new client.Gauge({
+      name: `${p}cluster_peer_up`,
+      help: 'Whether a peer node answers (1) or not (0), as this node last heard',
+      labelNames: ['peer', 'url'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const r of cluster.peers.list()) this.set({ peer: r.state?.node ?? r.name ?? r.url, url: r.url }, cluster.peers.isUp(r, now) ? 1 : 0);
+      },
+    });
+  }
 
   new client.Gauge({ name: `${p}info`, help: 'The proxy build', labelNames: ['version'], registers: [registry] }).set({ version: deps.version }, 1);
 

@@ -6,6 +6,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AgentEndpoint } from '../agents/index.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { Config } from '../config/index.js';
 import { ClientError } from '../models/index.js';
 import type { Pool } from '../pool/pool.js';
@@ -33,6 +34,8 @@ export interface OpenAIRouteDeps {
   pipeline: PromptPipeline;
   backend?: OllamaBackend | undefined;
   startedAt: number;
+  /** Other nodes' running models are listed too. */
+  cluster?: Cluster | undefined;
 }
 
 function modelFromBody(request: FastifyRequest): unknown {
@@ -86,8 +89,12 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
   async function listModels(request: FastifyRequest): Promise<Record<string, unknown>[]> {
     const running = pool.list();
     const created = Math.floor(deps.startedAt / 1000);
+    const cluster = deps.cluster;
+    // In a cluster: where each model runs (this node's name, another's, or null), and other nodes' own models.
+    const elsewhere = cluster?.peerInstances().filter((p) => p.instance.state !== 'stopping') ?? [];
+    const nodeOf = (id: string) => (cluster ? { node: running.some((r) => r.modelId === id) ? cluster.name : (elsewhere.find((p) => p.instance.modelId === id)?.node ?? null) } : {});
     const data: Record<string, unknown>[] = Object.entries(config.models).map(([id, entry]) => {
-      const instance = running.find((r) => r.modelId === id);
+      const instance = running.find((r) => r.modelId === id) ?? elsewhere.find((p) => p.instance.modelId === id)?.instance;
       const source = entry.backend ? { backend: entry.backend, name: entry.name ?? id } : entry.path ? { path: entry.path } : { hf: entry.hf };
       return {
         id,
@@ -97,10 +104,14 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
         ...(entry.description ? { description: entry.description } : {}),
         status: entry.backend ? 'remote' : instance ? instance.state : 'unloaded',
         source,
+        ...nodeOf(id),
       };
     });
     for (const r of running) {
-      if (!config.models[r.modelId]) data.push({ id: r.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: r.state, source: { path: r.file } });
+      if (!config.models[r.modelId]) data.push({ id: r.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: r.state, source: { path: r.file }, ...nodeOf(r.modelId) });
+    }
+    for (const { node, instance } of elsewhere) {
+      if (!data.some((m) => m.id === instance.modelId)) data.push({ id: instance.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: instance.state, node });
     }
     const backend = deps.backend;
     if (backend?.listModels) {

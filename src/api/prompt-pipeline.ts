@@ -4,8 +4,11 @@
  * session, and agents' own model calls (`context.complete`). The routes translate bodies and write answers in
  * their API's format around these steps.
  */
+import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { AgentSession, toJsonSafe, type AgentEndpoint, type AgentPlan, type AgentRegistry, type JsonObject, type ServingInstance } from '../agents/index.js';
+import type { Cluster } from '../cluster/cluster.js';
+import { NODE_HEADER } from '../cluster/peers.js';
 import type { ResolvedModel } from '../models/index.js';
 import type { Lease, Pool } from '../pool/pool.js';
 import type { ModelResolver, ResolveContext } from './model-resolution.js';
@@ -37,9 +40,11 @@ export interface Upstream {
   lease: Lease | undefined;
   /** Milliseconds spent waiting for it (queue and load). */
   waitedMs: number;
-  /** What log lines call it: the instance id, or the backend's address. */
+  /** What log lines call it: the instance id, the backend's address, or the cluster node. */
   label: string;
-  /** Its log fields: `{ instance }` or `{ backend }`. */
+  /** The cluster node it is on, when it is another node's proxy. */
+  node?: string;
+  /** Its log fields: `{ instance }`, `{ backend }` or `{ node }`. */
   logFields(): Record<string, string>;
   /** Ends the request's hold on it; idempotent. */
   release(): void;
@@ -51,6 +56,16 @@ export interface PipelineDeps {
   agents: AgentRegistry;
   clients: UpstreamClients;
   backend?: OllamaBackend | undefined;
+  /** The other nodes (absent: this proxy is alone). */
+  cluster?: Cluster | undefined;
+}
+
+/** How one exchange may go. */
+export interface ExchangeOptions {
+  /** Served by this node whatever the cluster says (a request another node forwarded here). */
+  stay?: boolean;
+  /** The client's response: told which node serves it (x-llama-smart-proxy-node) before anything is written. */
+  res?: ServerResponse;
 }
 
 /**
@@ -103,13 +118,34 @@ export class PromptPipeline {
     return this.backendRoute(field) ?? { kind: 'local', model: await this.deps.resolver.async(field, ctx) };
   }
 
-  /** Takes the upstream for one request: a lease on the model's instance (loading it if needed), or the backend. */
-  async acquire(route: ModelRoute, signal: AbortSignal): Promise<Upstream> {
+  /**
+   * Takes the upstream for one request: a lease on the model's instance (loading it if needed), the backend, or
+   * (in a cluster) the proxy of the node the cluster planner picks, skipping nodes in `exclude`.
+   */
+  async acquire(route: ModelRoute, signal: AbortSignal, exclude: ReadonlySet<string> = new Set(), stay = false): Promise<Upstream> {
     if (route.kind === 'backend') {
       const url = route.backend.url;
       return { target: route.backend.target(), upstreamModel: route.name, lease: undefined, waitedMs: 0, label: url, logFields: () => ({ backend: url }), release: () => {} };
     }
     const started = Date.now();
+    const cluster = this.deps.cluster;
+    if (cluster && !stay) {
+      const choice = await cluster.choose(route.model, exclude);
+      if (choice.kind === 'peer') {
+        const node = choice.node;
+        return {
+          target: cluster.target(node, this.deps.clients.closingSignal),
+          // A variant (its own context, embeddings) is named by its id; anything else as the client wrote it.
+          upstreamModel: route.model.variantOf ? route.model.id : undefined,
+          lease: undefined,
+          waitedMs: Date.now() - started,
+          label: `node ${node}`,
+          node,
+          logFields: () => ({ node, placedBy: choice.reason }),
+          release: () => {},
+        };
+      }
+    }
     const lease = await this.deps.pool.acquire(route.model, signal);
     return {
       target: this.deps.clients.target(lease.instance, route.model.parallel + 1),
@@ -128,15 +164,19 @@ export class PromptPipeline {
    * written to the client) runs once more, on a fresh instance. `run` is told whether it may throw that (not on
    * the last try: then it writes the error itself). Counted as under way for shutdown.
    */
-  exchange<T>(route: ModelRoute, signal: AbortSignal, run: (upstream: Upstream, retryable: boolean) => Promise<T>, log?: Logger): Promise<T> {
+  exchange<T>(route: ModelRoute, signal: AbortSignal, run: (upstream: Upstream, retryable: boolean) => Promise<T>, log?: Logger, options: ExchangeOptions = {}): Promise<T> {
     return this.deps.clients.track(
       (async () => {
+        // Nodes that failed this request before answering: the second try goes elsewhere.
+        const failedNodes = new Set<string>();
         for (let attempt = 1; ; attempt++) {
-          const upstream = await this.acquire(route, signal);
+          const upstream = await this.acquire(route, signal, failedNodes, options.stay);
+          if (this.deps.cluster && options.res && !options.res.headersSent) options.res.setHeader(NODE_HEADER, upstream.node ?? this.deps.cluster.name);
           try {
             return await run(upstream, attempt === 1);
           } catch (err) {
             if (!(err instanceof UpstreamUnsent) || attempt > 1 || signal.aborted) throw err;
+            if (upstream.node) failedNodes.add(upstream.node);
             log?.warn({ model: routeId(route), ...upstream.logFields(), reason: err.message }, 'upstream failed before answering; sending the request again');
           } finally {
             upstream.release();

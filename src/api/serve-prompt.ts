@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../agents/index.js';
+import { forwardedFrom } from '../cluster/forwarded.js';
 import { ClientError } from '../models/index.js';
 import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
 import { bodyObject, clientGone } from './body.js';
@@ -109,6 +110,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
         );
       },
       request.log as Logger,
+      { stay: forwardedFrom(request) !== undefined, res: reply.raw },
     );
   } catch (err) {
     // Before the reply was taken over (the first acquire): fastify's error handler answers.
@@ -129,8 +131,10 @@ export async function servePrompt(pipeline: PromptPipeline, request: FastifyRequ
     const route = await pipeline.route(modelOf(body), { signal, ...(body.stream === true ? { progressTo: reply.raw } : {}) });
     if (progressStarted(reply.raw)) reply.hijack();
     // Translated for planning only when agents are loaded: with none, nothing is ever planned.
-    const view = family.bridge && pipeline.agents.size > 0 ? family.bridge.toChat(body) : undefined;
-    const plan = pipeline.agents.plan(family.endpoint, view?.chat ?? body, routeId(route));
+    // A request another node forwarded had its agents run there.
+    const forwarded = forwardedFrom(request) !== undefined;
+    const view = family.bridge && pipeline.agents.size > 0 && !forwarded ? family.bridge.toChat(body) : undefined;
+    const plan = forwarded ? undefined : pipeline.agents.plan(family.endpoint, view?.chat ?? body, routeId(route));
     // No agent: the raw bytes go out exactly as received.
     if (!plan) return await proxyTo(pipeline, request, reply, route, { method: 'POST', path: family.path }, { signal, errors: family.errors });
     if (view?.unsupported) throw new ClientError(400, 'unsupported', `agents run on text and images; this request has ${view.unsupported}`);

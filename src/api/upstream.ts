@@ -15,7 +15,8 @@ import { describeError, openaiError, UpstreamCallError } from './errors.js';
 export { UpstreamCallError };
 
 const EXIT_GRACE_MS = 500;
-const PASSED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'x-accel-buffering', 'content-encoding'];
+// x-llama-smart-proxy-node: the cluster node that served a forwarded request.
+const PASSED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'x-accel-buffering', 'content-encoding', 'x-llama-smart-proxy-node'];
 /** Stale keep-alive sockets one request may run into before a fresh connection (one per pooled connection, bounded). */
 const STALE_RETRIES = 4;
 /** How long shutdown waits for the exchanges under way to write their last event. */
@@ -43,13 +44,18 @@ export interface UpstreamTarget {
   unsent?(err: unknown): boolean;
   /** Waits (briefly) until a failure can be named: a dying instance closes its sockets before its exit is seen. */
   settle?(): Promise<unknown>;
+  /**
+   * Whether an answer with this status, before anything was written, means "not here" (another node of the
+   * cluster may take it): the exchange then goes once more elsewhere, like an unsent request.
+   */
+  refused?(status: number): boolean;
 }
 
 /**
  * Failures of the connection itself (refused, reset, closed; or the instance's connection pool already closed
  * because its process exited), not of a timeout or of the answer.
  */
-function isConnectionFailure(err: unknown): boolean {
+export function isConnectionFailure(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   return code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED' || code === 'UND_ERR_DESTROYED';
 }
@@ -113,6 +119,11 @@ export class UpstreamClients {
   /** The target for a lease's instance. */
   target(instance: Instance, connections: number): UpstreamTarget {
     return instanceTarget(this.get(instance, connections), instance, { readTimeoutMs: this.readTimeoutMs, closing: this.closing.signal });
+  }
+
+  /** Fires at shutdown (targets made elsewhere, e.g. a cluster peer, end their streams with it too). */
+  get closingSignal(): AbortSignal {
+    return this.closing.signal;
   }
 
   /** Counts an exchange as under way until `done` settles (shutdown waits for it to write its end). */
@@ -337,6 +348,10 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
       const body = errors.body(status, message);
       res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
       return { status, bytes: body.length, outcome: 'upstream_error' };
+    }
+    if (req.retryable && !res.headersSent && target.refused?.(upstream.statusCode)) {
+      const text = await upstream.body.text().catch(() => '');
+      throw new UpstreamUnsent(upstream.statusCode, `${target.name} answered ${upstream.statusCode}: ${errorMessageOf(text)}`);
     }
     const outHeaders: Record<string, string> = {};
     for (const name of PASSED_RESPONSE_HEADERS) {

@@ -22,6 +22,24 @@ interface StatusDoc {
     footprint_mib: { gpus: Record<string, number> } | null;
     load: { predictedTokensPerSecond: number | null; slotsBusy: number | null; slotsTotal: number | null } | null;
   }[];
+  /** In a cluster: every node as this one last heard of it. */
+  cluster?: {
+    node: string;
+    nodes: { name: string; url: string; local: boolean; reachable: boolean; gpus: { index: number; name: string; totalMiB: number; freeMiB: number }[]; instances: { id: string; model: string; state: string; gpus: number[] }[] }[];
+  };
+}
+
+/** One row per GPU of every node (a node without GPUs: one row for its CPU). */
+function clusterTable(c: NonNullable<StatusDoc['cluster']>): string {
+  const rows = [['NODE', 'UP', 'GPU', 'NAME', 'TOTAL MiB', 'FREE MiB', 'INSTANCES']];
+  for (const n of c.nodes) {
+    const name = n.local ? `${n.name} (this)` : n.name;
+    const up = n.reachable ? 'yes' : 'no';
+    const on = (gpu: number | undefined) => n.instances.filter((i) => (gpu === undefined ? i.gpus.length === 0 : i.gpus.includes(gpu))).map((i) => `${i.model}(${i.state})`).join(' ') || '-';
+    if (n.gpus.length === 0) rows.push([name, up, '-', 'cpu', '-', '-', on(undefined)]);
+    for (const g of n.gpus) rows.push([name, up, String(g.index), g.name, String(g.totalMiB), String(g.freeMiB), on(g.index)]);
+  }
+  return table(rows);
 }
 
 function table(rows: string[][]): string {
@@ -66,7 +84,8 @@ function statusTables(s: StatusDoc): string {
       i.load && i.load.slotsTotal !== null ? `${i.load.slotsBusy}/${i.load.slotsTotal}` : '-',
     ]),
   ]);
-  return `GPU source: ${s.gpu_source}\n\n${s.gpus.length ? gpus : '(no GPU)'}\n\n${s.instances.length ? instances : '(no instance running)'}`;
+  const cluster = s.cluster ? `\n\ncluster (node ${s.cluster.node}):\n${clusterTable(s.cluster)}` : '';
+  return `GPU source: ${s.gpu_source}\n\n${s.gpus.length ? gpus : '(no GPU)'}\n\n${s.instances.length ? instances : '(no instance running)'}${cluster}`;
 }
 
 /** The devices and what runs where: from a running proxy's /status, else read directly from the GPU source. */

@@ -113,13 +113,29 @@ export function buildConfig(raw: unknown, source: string | null, options: Omit<L
   };
 
   if (env.LLAMA_SMART_PROXY_HOST) config.server.host = env.LLAMA_SMART_PROXY_HOST;
-  if (env.LLAMA_SMART_PROXY_PORT) config.server.port = parsePort(env.LLAMA_SMART_PROXY_PORT, 'LLAMA_SMART_PROXY_PORT');
+  // Kubernetes sets <SERVICE>_PORT=tcp://ip:port for a Service named llama-smart-proxy: not a port setting.
+  if (env.LLAMA_SMART_PROXY_PORT && !env.LLAMA_SMART_PROXY_PORT.includes('://')) config.server.port = parsePort(env.LLAMA_SMART_PROXY_PORT, 'LLAMA_SMART_PROXY_PORT');
   // Keys from the environment add to the config's (a secret kept out of the file).
   const envKeys = (env.LLAMA_SMART_PROXY_API_KEYS ?? '').split(',').map((k) => k.trim()).filter(Boolean);
   if (envKeys.length > 0) config.server.apiKeys = [...config.server.apiKeys, ...envKeys];
   // Added to the configured (or default) origins, as Ollama's OLLAMA_ORIGINS adds to its defaults.
   const envOrigins = (env.LLAMA_SMART_PROXY_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
   if (envOrigins.length > 0) config.server.cors = { origins: [...config.server.cors.origins, ...envOrigins] };
+  // The cluster's secret is best kept out of the file; the node's name defaults to the machine's.
+  const clusterToken = env.LLAMA_SMART_PROXY_CLUSTER_TOKEN?.trim();
+  if (clusterToken) {
+    if (clusterToken.length < 16) throw new ConfigError('LLAMA_SMART_PROXY_CLUSTER_TOKEN: a cluster token has at least 16 characters', source);
+    config.cluster = { ...config.cluster, token: clusterToken };
+  }
+  const peersEnv = (env.LLAMA_SMART_PROXY_CLUSTER_PEERS ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  if (peersEnv.length > 0) config.cluster = { ...config.cluster, peers: [...config.cluster.peers, ...peersEnv] };
+  if (env.LLAMA_SMART_PROXY_NODE) config.cluster = { ...config.cluster, node: env.LLAMA_SMART_PROXY_NODE };
+  if (env.LLAMA_SMART_PROXY_ADVERTISE_URL) config.cluster = { ...config.cluster, advertiseUrl: env.LLAMA_SMART_PROXY_ADVERTISE_URL };
+  if (env.LLAMA_SMART_PROXY_RPC_HOST) {
+    const rpcHost = env.LLAMA_SMART_PROXY_RPC_HOST.trim();
+    if (rpcHost === '0.0.0.0' || rpcHost === '::') throw new ConfigError('LLAMA_SMART_PROXY_RPC_HOST: rpc-server has no authentication: bind it to one private address, not every interface', source);
+    config.cluster = { ...config.cluster, rpcHost };
+  }
   if (options.overrides?.host !== undefined) config.server.host = options.overrides.host;
   if (options.overrides?.port !== undefined) config.server.port = options.overrides.port;
   return config;

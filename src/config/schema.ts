@@ -190,6 +190,45 @@ const BackendsSchema = z
   .strict()
   .prefault({});
 
+/**
+ * Several proxies as one cluster (src/cluster/): each serves its state to the others and any of them can take a
+ * request; the model goes where the planner's rules pick, one level up. See docs/cluster.md.
+ */
+const ClusterSchema = z
+  .object({
+    /** This node's name in views and in x-llama-smart-proxy-node (default: the hostname). */
+    node: z.string().regex(/^[A-Za-z0-9][\w.-]*$/, 'a node name uses letters, digits and . _ -').optional(),
+    /**
+     * The other nodes' proxy URLs. A URL whose host name resolves to several addresses (a Kubernetes headless
+     * Service) stands for every one of them; this node's own address among them is skipped.
+     */
+    peers: z.array(z.url({ protocol: /^https?$/ })).default([]),
+    /** Shared secret of node-to-node calls (state, forwarded requests, rpc-server); $LLAMA_SMART_PROXY_CLUSTER_TOKEN. */
+    token: z.string().min(16, 'a cluster token has at least 16 characters').optional(),
+    /** The URL peers reach this node at (shown in views; default: http://<server.host>:<server.port>). */
+    advertiseUrl: z.url({ protocol: /^https?$/ }).optional(),
+    /** Seconds between two polls of each peer's state (a node also pushes its state when it changes). */
+    pollInterval: z.number().positive().default(2),
+    /** Seconds a poll may take. */
+    pollTimeout: z.number().positive().default(2),
+    /** Seconds without an answer after which a peer is taken for down (its models are placed elsewhere). */
+    downAfter: z.number().positive().default(4),
+    /**
+     * Address rpc-server processes started for other nodes listen on (llama.cpp's RPC has no authentication:
+     * a private network only). No default: without it this node lends no devices over RPC.
+     */
+    rpcHost: z.string().min(1).optional(),
+    /** Ports rpc-server processes are given, inclusive. */
+    rpcPortRange: z.tuple([port, port]).default([50052, 50151]),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.rpcHost === '0.0.0.0' || c.rpcHost === '::') {
+      ctx.addIssue({ code: 'custom', path: ['rpcHost'], message: 'rpc-server has no authentication: bind it to one private address, not every interface' });
+    }
+  })
+  .prefault({});
+
 export const ConfigSchema = z
   .object({
     server: z
@@ -303,6 +342,7 @@ export const ConfigSchema = z
     hub: HubSchema,
     agents: AgentsSchema,
     backends: BackendsSchema,
+    cluster: ClusterSchema,
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
@@ -323,4 +363,5 @@ export type ModelEntry = z.output<typeof ModelEntrySchema>;
 export type GpuConfig = z.output<typeof GpuSchema>;
 export type AgentsConfig = z.output<typeof AgentsSchema>;
 export type HubConfig = z.output<typeof HubSchema>;
+export type ClusterConfig = z.output<typeof ClusterSchema>;
 export type OllamaBackendConfig = z.output<typeof OllamaBackendSchema>;

@@ -90,7 +90,7 @@ export class PlacementService {
     private readonly monitor: GpuMonitor,
     private readonly settings: GpuConfig,
     private readonly log: (msg: string, fields?: Record<string, unknown>) => void = () => {},
-    private readonly hostMemory: HostMemory = OS_HOST_MEMORY,
+    readonly hostMemory: HostMemory = OS_HOST_MEMORY,
   ) {}
 
   get hasGpus(): boolean {
@@ -116,9 +116,9 @@ export class PlacementService {
    * The cost function of one model under one set of settings, kept across decisions (a model placed again, or
    * re-planned after an eviction, costs no new estimates). A few dozen models at most; oldest dropped first.
    */
-  private costFor(file: string, info: ModelInfo, settings: EstimateSettings): (c: Candidate) => Cost {
+  private costFor(file: string, info: ModelInfo, settings: EstimateSettings, learned: number | undefined = this.runtime.bytes()): (c: Candidate) => Cost {
     // A fixed overhead (gpu.overheadMiB) wins; else the runtime learned from our instances, once there is one.
-    const runtime = this.runtime.bytes();
+    const runtime = learned;
     const overhead = this.settings.overheadMiB !== undefined ? { overheadBytes: this.settings.overheadMiB * MIB } : runtime !== undefined ? { runtimeBytes: runtime } : {};
     const key = `${file}|${JSON.stringify(settings)}|${JSON.stringify(overhead)}`;
     let entry = this.costs.get(key);
@@ -130,7 +130,15 @@ export class PlacementService {
     return entry.cost;
   }
 
-  private plannerSettings(): PlannerSettings {
+  /**
+   * The model's cost on another node's GPUs (the cluster planner): the same estimate, with the CUDA runtime
+   * that node learned from its own instances (null: none learned yet).
+   */
+  costOn(model: ResolvedModel, info: ModelInfo, runtimeBytes: number | null): (c: Candidate) => Cost {
+    return this.costFor(model.file, info, estimateSettings(model.ctx, model.parallel, model.args), runtimeBytes ?? undefined);
+  }
+
+  plannerSettings(): PlannerSettings {
     const s = this.settings;
     return {
       strategy: s.strategy,

@@ -120,6 +120,8 @@ export interface InstanceInfo {
   expiresAt: number | null;
   /** Its context size (-c). */
   ctx: number;
+  /** Requests it serves at once (--parallel). */
+  slots: number;
   /** The model it is a variant of (see models/variants.ts), when it is one. */
   variantOf: string | undefined;
   placement: InstancePlacement | undefined;
@@ -343,8 +345,8 @@ export class Pool extends EventEmitter {
     return previous.then(() => release);
   }
 
-  /** The ledger as placement sees it: every other instance's charge, and loads under way. */
-  private ledgerView(except: Entry): Ledger {
+  /** The ledger as placement sees it: every instance's charge (but `except`'s), and loads under way. */
+  ledgerView(except?: Entry): Ledger {
     const running: RunningInstance[] = [];
     const loading = new Map<number, number>();
     let loadingHostBytes = 0;
@@ -359,6 +361,11 @@ export class Pool extends EventEmitter {
       running.push({ instanceId: e.instanceId, modelId: e.model.id, gpuBytes: e.gpuBytes, hostBytes, idle: e.state === 'ready' && e.inFlight === 0, pinned: e.model.pinned, lastUsed: e.lastUsed });
     }
     return { running, loading, loadingHostBytes };
+  }
+
+  /** What each instance is charged per GPU index (its measured footprint once known, else its estimate). */
+  chargedBytes(instanceId: string): ReadonlyMap<number, number> | undefined {
+    return this.entries.get(instanceId)?.gpuBytes;
   }
 
   /** Bytes the ledger charges per GPU index, over every instance. */
@@ -646,6 +653,7 @@ export class Pool extends EventEmitter {
       pinned: e.model.pinned,
       ...idleInfo(e, now),
       ctx: e.model.ctx,
+      slots: e.model.parallel,
       variantOf: e.model.variantOf,
       placement: e.placement,
       estimatedGpuBytes: new Map(e.placement?.gpus.map((g, i) => [g.index, e.placement!.estimate.gpuBytes[i] ?? 0]) ?? []),

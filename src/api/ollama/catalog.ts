@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { Config } from '../../config/index.js';
 import { headerHasPooling, modelHeader, quantTag, resolveModel, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import type { NodeInstance } from '../../cluster/types.js';
 import type { InstanceInfo } from '../../pool/pool.js';
 import { modelDetails, modelInfoMap, type OllamaDetails } from './model-details.js';
 
@@ -111,6 +112,26 @@ export function runningEntries(list: readonly InstanceInfo[]): PsEntry[] {
       expires_at: i.expiresAt === null ? NEVER_EXPIRES : new Date(i.expiresAt).toISOString(),
       context_length: i.ctx,
     });
+  }
+  return out;
+}
+
+/**
+ * Instances other nodes of the cluster run, as /api/ps lists them (`node` added): sizes from what their node
+ * charges them, the file's details from this node's copy when it has one.
+ */
+export function peerRunningEntries(config: Config, peers: readonly { node: string; instance: NodeInstance }[]): (PsEntry & { node: string })[] {
+  const out: (PsEntry & { node: string })[] = [];
+  for (const { node, instance: i } of peers) {
+    if (i.state === 'stopping') continue;
+    let base: TagEntry;
+    try {
+      base = fileEntry(i.modelId, resolveModel(config, i.modelId).file);
+    } catch {
+      base = { name: i.modelId, model: i.modelId, modified_at: new Date(i.lastUsed).toISOString(), size: 0, digest: '', details: unknownDetails() };
+    }
+    const vram = i.gpuBytes.reduce((a, [, b]) => a + b, 0);
+    out.push({ ...base, size: vram + i.hostBytes || base.size, size_vram: vram, expires_at: NEVER_EXPIRES, context_length: 0, node });
   }
   return out;
 }

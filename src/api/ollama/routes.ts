@@ -12,6 +12,8 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Cluster } from '../../cluster/cluster.js';
+import { forwardedFrom } from '../../cluster/forwarded.js';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
 import { ClientError, hubTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
@@ -20,11 +22,11 @@ import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
 import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
-import { keepModelAndStream, routeId, type BackendRoute, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
+import { keepModelAndStream, routeId, type BackendRoute, type ExchangeOptions, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
 import type { ProxyApp } from '../types.js';
 import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat } from '../upstream.js';
 import type { OllamaBackend } from './backend.js';
-import { hasProjector, localTags, runningEntries, showModel } from './catalog.js';
+import { hasProjector, localTags, peerRunningEntries, runningEntries, showModel } from './catalog.js';
 import { completionToOllama, createdAt, embeddingVectors, embedResponse, errorText, StreamTranslator, type OllamaKind, type RequestTimes } from './respond.js';
 import { chatRequest, contextSize, generateRequest, hasImages, parseKeepAlive, type KeepAlive, type OllamaMessage } from './translate.js';
 
@@ -39,6 +41,8 @@ export interface OllamaRouteDeps {
   hub?: ModelHub | undefined;
   backend?: OllamaBackend | undefined;
   startedAt: number;
+  /** Other nodes' instances and models are listed too. */
+  cluster?: Cluster | undefined;
 }
 
 export const OLLAMA_ERRORS: ErrorFormat = {
@@ -148,6 +152,11 @@ async function gather(batches: AsyncIterable<SseEvent[]>, failure: (err: unknown
     if (message !== undefined) throw new UpstreamCallError(500, message);
   }
   return chunks;
+}
+
+/** A request another node forwarded is served here; every answer names its node. */
+function here(request: FastifyRequest, reply: FastifyReply): ExchangeOptions {
+  return { stay: forwardedFrom(request) !== undefined, res: reply.raw };
 }
 
 export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void {
@@ -288,7 +297,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
               outcome = 'ok';
             }
             log.info({ model: routeId(route), ...upstream.logFields(), path: request.url, upstreamPath: translated.path, stream, outcome, waitedMs: upstream.waitedMs, ms: Math.round(nanosSince(startNs) / 1e6), ...logFields() }, 'proxied');
-          }, log);
+          }, log, here(request, reply));
         } finally {
           session?.finish();
         }
@@ -314,7 +323,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
           } catch {
             translated = undefined; // what we cannot translate, Ollama may still take
           }
-          const plan = translated ? agents.plan(translated.endpoint, { ...translated.body, stream }, routeId(backend)) : undefined;
+          const plan = translated && !forwardedFrom(request) ? agents.plan(translated.endpoint, { ...translated.body, stream }, routeId(backend)) : undefined;
           if (!translated || !plan) return passthrough(request, reply, backend, `/api/${kind}`, body);
           return runPrompt(request, reply, kind, backend, translated, plan, ctx);
         }
@@ -326,7 +335,8 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         }
         const translated = translate(kind, body);
         const route: ModelRoute = { kind: 'local', model };
-        const plan = agents.plan(translated.endpoint, { ...translated.body, stream }, routeId(route));
+        // A request another node forwarded had its agents run there.
+        const plan = forwardedFrom(request) ? undefined : agents.plan(translated.endpoint, { ...translated.body, stream }, routeId(route));
         return runPrompt(request, reply, kind, route, translated, plan, ctx);
       }
 
@@ -361,7 +371,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
           request.log.info({ model: model.id, ...upstream.logFields(), path: request.url, inputs: inputs.length, waitedMs: upstream.waitedMs, ms: Math.round(nanosSince(startNs) / 1e6) }, 'proxied');
           if (legacy) return { embedding: embeddingVectors(json)[0] ?? [] };
           return embedResponse(json, field, times(), dimensions as number | undefined);
-        });
+        }, request.log as Logger, here(request, reply));
       }
 
       api.post('/embed', (request, reply) => serveEmbeddings(false, request, reply));
@@ -384,11 +394,19 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
           }
           if (backend.listModels) for (const m of listed) models.push({ ...m, name: backend.publicName(m.name), model: backend.publicName(m.model ?? m.name) });
         }
+        // Models only other nodes of the cluster hold: a request for one is served there.
+        if (deps.cluster) {
+          const here = new Set(models.map((m) => m.name));
+          for (const [id, nodes] of deps.cluster.peerModels()) {
+            if (!here.has(id)) models.push({ name: id, model: id, modified_at: new Date(deps.startedAt).toISOString(), size: 0, digest: '', details: {}, nodes });
+          }
+        }
         return { models };
       });
 
       api.get('/ps', async (request) => {
-        const models: Record<string, unknown>[] = runningEntries(pool.list()).map((m) => ({ ...m }));
+        const models: Record<string, unknown>[] = runningEntries(pool.list()).map((m) => ({ ...m, ...(deps.cluster ? { node: deps.cluster.name } : {}) }));
+        if (deps.cluster) models.push(...peerRunningEntries(config, deps.cluster.peerInstances()).map((m) => ({ ...m })));
         const backend = deps.backend;
         if (backend?.listModels) {
           try {

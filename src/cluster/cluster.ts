@@ -1,0 +1,247 @@
+/**
+ * The cluster at the entry: which node serves a request's model (the pure planner on every node's state, this
+ * node's own read now), the target a forwarded request goes to, and what the views show of the other nodes.
+ * One instance per proxy, absent when no peers are configured.
+ */
+import { isConnectionFailure, type UpstreamTarget } from '../api/upstream.js';
+import type { Config } from '../config/index.js';
+import type { GpuMonitor } from '../gpu/index.js';
+import type { ResolvedModel } from '../models/index.js';
+import type { HostMemory, PlacementService } from '../placement/service.js';
+import { PoolError } from '../pool/errors.js';
+import type { Pool } from '../pool/pool.js';
+import { readLocalState } from './local-state.js';
+import { CLUSTER_TOKEN_HEADER, FORWARDED_HEADER, Peers, type PeerRecord } from './peers.js';
+import { planCluster, type ClusterDecision } from './planner.js';
+import { viewOf, type NodeState, type NodeView } from './types.js';
+
+export interface ClusterDeps {
+  config: Pick<Config, 'cluster' | 'llamaServer'>;
+  /** This node's name, and the URL peers reach it at (known once the server listens). */
+  name: string;
+  url: () => string;
+  version: string;
+  pool: Pool;
+  monitor?: GpuMonitor | undefined;
+  placer?: PlacementService | undefined;
+  hostMemory: HostMemory;
+  /** Model ids this node serves from its disk. */
+  models: () => string[];
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Host name lookups for peers (tests replace it). */
+  resolve?: (host: string) => Promise<string[]>;
+}
+
+export type ClusterChoice = { kind: 'local'; reason: string } | { kind: 'peer'; node: string; target: UpstreamTarget; reason: string };
+
+/** A node chosen for a model not running there yet: shown as starting there until its own state says more. */
+interface Pending {
+  node: string;
+  at: number;
+}
+
+/** How long a placement sent to a peer counts as under way there without its state confirming it. */
+const PENDING_MS = 10_000;
+
+export interface ClusterNodeReport {
+  name: string;
+  url: string;
+  local: boolean;
+  reachable: boolean;
+  /** Seconds since its state last arrived (null: never). */
+  lastSeenS: number | null;
+  error: string | null;
+  gpus: { index: number; name: string; totalMiB: number; freeMiB: number }[];
+  instances: { id: string; model: string; state: string; inFlight: number; gpus: number[] }[];
+  queued: number;
+  models: string[];
+}
+
+const MIB = 1024 * 1024;
+
+export class Cluster {
+  readonly name: string;
+  readonly peers: Peers;
+  private readonly pending = new Map<string, Pending>();
+  private readonly log: NonNullable<ClusterDeps['log']>;
+  private readonly onPoolChange = () => this.peers.changed();
+
+  constructor(private readonly deps: ClusterDeps) {
+    this.name = deps.name;
+    this.log = deps.log ?? (() => {});
+    this.peers = new Peers({ config: deps.config.cluster, self: deps.name, localState: () => this.localState(false), log: this.log, ...(deps.resolve ? { resolve: deps.resolve } : {}) });
+  }
+
+  async start(): Promise<void> {
+    for (const event of ['starting', 'ready', 'stopped', 'crash', 'load_failed']) this.deps.pool.on(event, this.onPoolChange);
+    await this.peers.start();
+  }
+
+  async close(): Promise<void> {
+    for (const event of ['starting', 'ready', 'stopped', 'crash', 'load_failed']) this.deps.pool.off(event, this.onPoolChange);
+    await this.peers.close();
+  }
+
+  /** This node's state; `fresh` reads the GPUs now (for peers), else the monitor's last reading (per request). */
+  localState(fresh = true): Promise<NodeState> {
+    const d = this.deps;
+    return readLocalState({
+      node: this.name,
+      url: d.url(),
+      version: d.version,
+      pool: d.pool,
+      monitor: d.monitor,
+      placer: d.placer,
+      hostMemory: d.hostMemory,
+      models: d.models,
+      rpc: false,
+      fresh,
+    });
+  }
+
+  /** The peers that answer, as planner views, with placements this node sent them and they have not shown yet. */
+  private peerViews(): NodeView[] {
+    const now = Date.now();
+    const views: NodeView[] = [];
+    for (const rec of this.peers.up()) {
+      const view = viewOf(rec.state!, false);
+      for (const [modelId, p] of this.pending) {
+        if (now - p.at > PENDING_MS || rec.receivedAt > p.at + 500) {
+          if (p.node === view.name) this.pending.delete(modelId);
+          continue;
+        }
+        if (p.node === view.name && !view.instances.some((i) => i.modelId === modelId)) {
+          view.instances = [...view.instances, { id: 'pending', modelId, state: 'starting', inFlight: 0, slots: 1, pinned: false, lastUsed: p.at, gpuBytes: [], hostBytes: 0, gpus: [] }];
+        }
+      }
+      views.push(view);
+    }
+    return views;
+  }
+
+  /** The decision for `model` over the nodes that answer now (this one included), skipping `exclude`. */
+  async decide(model: ResolvedModel, exclude: ReadonlySet<string> = new Set()): Promise<ClusterDecision> {
+    const peers = this.peerViews();
+    const local = viewOf(await this.localState(false), true);
+    const placer = this.deps.placer;
+    let estimateFor: ((node: NodeView) => ReturnType<PlacementService['costOn']>) | undefined;
+    let nLayers = 0;
+    if (placer) {
+      try {
+        const info = placer.modelInfo(model.file);
+        nLayers = info.nLayer;
+        estimateFor = (node) => placer.costOn(model, info, node.runtimeBytes);
+      } catch {
+        estimateFor = undefined;
+      }
+    }
+    return planCluster({
+      modelId: model.id,
+      nLayers,
+      nodes: [local, ...peers],
+      estimateFor,
+      settings: placer?.plannerSettings() ?? { strategy: 'single-gpu-preferred', fit: 'best', reserveBytes: 0, maxUtilization: 100, maxMemoryUsedFraction: 1, partialOffload: false, cpuFallback: true },
+      exclude,
+    });
+  }
+
+  /**
+   * Where a request for `model` goes: this node (its pool places and queues it) or a peer. Models pinned to GPUs
+   * (the pins name this machine's devices) and models no peer could help with stay here.
+   */
+  async choose(model: ResolvedModel, exclude: ReadonlySet<string> = new Set()): Promise<ClusterChoice> {
+    if (model.gpu) return { kind: 'local', reason: 'pinned to GPUs of this node' };
+    if (this.peers.up().every((r) => exclude.has(r.state!.node))) return { kind: 'local', reason: 'no other node answers' };
+    const decision = await this.decide(model, exclude);
+    switch (decision.kind) {
+      case 'node':
+        if (decision.node === this.name) return { kind: 'local', reason: decision.reason };
+        if (decision.tier !== 'running') this.pending.set(model.id, { node: decision.node, at: Date.now() });
+        return { kind: 'peer', node: decision.node, target: this.target(decision.node), reason: decision.reason };
+      case 'rpc':
+        // Not yet: the entry runs it on the CPU rules of its own pool.
+        return { kind: 'local', reason: decision.reason };
+      case 'refuse':
+        throw new PoolError(503, 'insufficient_memory', decision.reason, 30);
+    }
+  }
+
+  /** The target a request forwarded to `node` goes to; ends like any upstream at shutdown (`closing`). */
+  target(node: string, closing?: AbortSignal): UpstreamTarget {
+    const rec = this.peers.node(node);
+    if (!rec) throw new PoolError(503, 'node_down', `node ${node} does not answer`, 1);
+    const readTimeoutMs = this.deps.config.llamaServer.readTimeout * 1000;
+    const token = this.deps.config.cluster.token;
+    return peerTarget(rec, node, this.name, token, readTimeoutMs, closing, (reason) => this.peers.failed(node, reason));
+  }
+
+  /** The instances other nodes run (for /v1/models, /api/ps), as they last told. */
+  peerInstances(): { node: string; instance: NodeState['instances'][number] }[] {
+    return this.peers.up().flatMap((r) => r.state!.instances.map((instance) => ({ node: r.state!.node, instance })));
+  }
+
+  /** Model ids other nodes hold on their disks, with the nodes that hold each. */
+  peerModels(): Map<string, string[]> {
+    const out = new Map<string, string[]>();
+    for (const r of this.peers.up()) for (const id of r.state!.models) out.set(id, [...(out.get(id) ?? []), r.state!.node]);
+    return out;
+  }
+
+  /** Every node as /health and the dashboard show it, this one first. */
+  async report(): Promise<ClusterNodeReport[]> {
+    const now = Date.now();
+    const local = await this.localState(false);
+    const out = [describe(local, true, true, 0, null)];
+    const seen = new Set<string>([this.name]);
+    for (const rec of this.peers.list()) {
+      const name = rec.state?.node ?? rec.name;
+      if (name !== undefined && seen.has(name)) continue;
+      if (name !== undefined) seen.add(name);
+      out.push(
+        rec.state
+          ? describe(rec.state, false, this.peers.isUp(rec, now), Math.round((now - rec.receivedAt) / 100) / 10, rec.lastError ?? null, rec.url)
+          : { name: name ?? rec.url, url: rec.url, local: false, reachable: false, lastSeenS: null, error: rec.lastError ?? 'not polled yet', gpus: [], instances: [], queued: 0, models: [] },
+      );
+    }
+    return out;
+  }
+}
+
+function describe(state: NodeState, local: boolean, reachable: boolean, lastSeenS: number | null, error: string | null, url = state.url): ClusterNodeReport {
+  return {
+    name: state.node,
+    url,
+    local,
+    reachable,
+    lastSeenS,
+    error,
+    gpus: state.gpus.map((g) => ({ index: g.index, name: g.name, totalMiB: Math.round(g.totalBytes / MIB), freeMiB: Math.round(g.freeBytes / MIB) })),
+    instances: state.instances.map((i) => ({ id: i.id, model: i.modelId, state: i.state, inFlight: i.inFlight, gpus: i.gpus })),
+    queued: state.queued,
+    models: state.models,
+  };
+}
+
+function peerTarget(rec: PeerRecord, node: string, entry: string, token: string | undefined, readTimeoutMs: number, closing: AbortSignal | undefined, unreachable: (reason: string) => void): UpstreamTarget {
+  return {
+    dispatcher: rec.dispatcher,
+    name: `node ${node}`,
+    headersTimeout: readTimeoutMs,
+    bodyTimeout: readTimeoutMs,
+    headers: { [FORWARDED_HEADER]: entry, ...(token ? { [CLUSTER_TOKEN_HEADER]: token } : {}) },
+    ...(closing ? { closing } : {}),
+    failure: (err) => {
+      if (closing?.aborted) return { status: 503, message: 'the proxy is shutting down' };
+      const code = (err as { code?: string }).code;
+      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+        return { status: 504, message: `node ${node} (${rec.url}) sent nothing for ${Math.round(readTimeoutMs / 1000)} s (llamaServer.readTimeout)` };
+      }
+      const message = `node ${node} (${rec.url}) failed: ${(err as Error).message}`;
+      if (isConnectionFailure(err)) unreachable(message);
+      return { status: 502, message };
+    },
+    unsent: (err) => !closing?.aborted && isConnectionFailure(err),
+    refused: (status) => status === 503,
+  };
+}
+
