@@ -2,6 +2,10 @@
  * GET /dashboard: one self-contained page (no build step, no external assets) that polls /health and /status
  * every two seconds and shows what runs where: each GPU's memory split into the proxy's instances (their measured
  * footprint, else their estimate), other processes and free room; and each instance's placement, memory and load.
+ * In a cluster (/health has `cluster`) a Nodes section comes first: each node up or down (its error, when it was
+ * last heard from), its GPUs' memory and the models on each GPU or on its CPU. Peers report per GPU only what is
+ * used and free, so a node's used memory is drawn in the colours of the instances on that GPU, not split by them.
+ * Every string is put in the page as text (DOM nodes, never HTML): names and errors come from other machines.
  * The page holds no data itself, so it stays open when API keys are set; it asks for a key when /status answers
  * 401 and keeps it in the browser's localStorage.
  */
@@ -42,12 +46,29 @@ const PAGE = /* html */ `<!doctype html>
   .empty { color: var(--dim); padding: 10px 0; }
   #error { display: none; background: #3a1d22; color: #f4c7cc; border: 1px solid var(--bad); border-radius: 6px; padding: 8px 12px; margin-bottom: 12px; }
   #keyform { display: none; margin-bottom: 12px; }
+  .node { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px; min-width: 0; }
+  .node.local { border-color: #3b4a63; }
+  .node.down { border-color: var(--bad); }
+  .node.down .known { opacity: .55; }
+  .nhead { display: flex; flex-wrap: wrap; align-items: baseline; gap: 2px 8px; }
+  .nhead .name { font-weight: 600; overflow-wrap: anywhere; }
+  .nhead .seen { margin-left: auto; color: var(--dim); font-size: 12px; }
+  .tag { font-size: 11px; color: #61afef; border: 1px solid #3b4a63; border-radius: 9px; padding: 0 6px; }
+  .pill { font-size: 12px; font-weight: 600; } .pill.up { color: #98c379; } .pill.down { color: var(--bad); }
+  .node .facts { color: var(--dim); font-size: 12px; margin-top: 2px; }
+  .node .facts, .node .legend span, .gname b { overflow-wrap: anywhere; min-width: 0; }
+  .node .err { margin-top: 6px; padding: 4px 8px; border-radius: 4px; background: #3a1d22; color: #f4c7cc; font-size: 12px; overflow-wrap: anywhere; }
+  .ngpu, .ncpu { margin-top: 10px; }
+  .ngpu .gname, .ncpu .gname { display: flex; justify-content: space-between; gap: 8px; font-size: 13px; }
+  .gname b { font-weight: 400; }
+  .gname span { color: var(--dim); font-size: 12px; white-space: nowrap; }
   input { background: var(--card); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 5px 8px; }
 </style>
 </head>
 <body>
 <header>
   <h1>llama-smart-proxy</h1>
+  <span id="nodewrap" hidden>node <b id="node">-</b></span>
   <span>version <b id="version">-</b></span>
   <span>up <b id="uptime">-</b></span>
   <span>GPU source <b id="source">-</b></span>
@@ -59,9 +80,13 @@ const PAGE = /* html */ `<!doctype html>
 <main>
   <div id="error"></div>
   <form id="keyform"><label>API key <input id="key" type="password" autocomplete="off"></label> <button>use</button></form>
-  <h2>GPUs</h2>
+  <section id="nodes-section" hidden>
+    <h2>Nodes</h2>
+    <div id="nodes" class="gpus"></div>
+  </section>
+  <h2 id="gpus-title">GPUs</h2>
   <div id="gpus" class="gpus"></div>
-  <h2>Instances</h2>
+  <h2 id="instances-title">Instances</h2>
   <div id="instances"></div>
 </main>
 <script>
@@ -168,6 +193,65 @@ const PAGE = /* html */ `<!doctype html>
     box.append(table);
   }
 
+  const STATES = new Set(['ready', 'starting', 'stopping']);
+  // One instance of a node, as a colour chip with its model and state (colours keyed by node: ids may repeat).
+  function chip(n, i) {
+    return el('span', { 'data-model': i.model },
+      el('i', { style: { background: color(n.local ? i.id : n.name + '/' + i.id) } }),
+      i.model + ' · ', el('span', STATES.has(i.state) ? { className: 'state-' + i.state } : {}, i.state),
+      i.inFlight > 0 ? ' · ' + i.inFlight + ' in flight' : '');
+  }
+
+  function nodeCard(n) {
+    const seen = n.local ? '' : n.lastSeenS == null ? 'never heard from' : (n.reachable ? 'seen ' : 'last seen ') + dur(n.lastSeenS) + ' ago';
+    const card = el('div', { className: 'node' + (n.local ? ' local' : '') + (n.reachable ? '' : ' down'), 'data-node': n.name },
+      el('div', { className: 'nhead' },
+        el('span', { className: 'name' }, n.name),
+        n.local ? el('span', { className: 'tag' }, 'this node') : '',
+        el('span', { className: 'pill ' + (n.reachable ? 'up' : 'down') }, n.reachable ? 'up' : 'down'),
+        el('span', { className: 'seen' }, seen)));
+    if (!n.reachable && n.error) card.append(el('div', { className: 'err' }, n.error));
+    // What a node that does not answer last told is still drawn, dimmed.
+    const known = el('div', { className: 'known' });
+    const count = n.instances.length;
+    known.append(el('div', { className: 'facts' }, n.url),
+      el('div', { className: 'facts' }, (n.reachable ? '' : 'last known: ') + [count + (count === 1 ? ' instance' : ' instances'), n.queued + ' queued', n.models.length + ' models on disk'].join(' · ')));
+    for (const g of n.gpus) {
+      const on = n.instances.filter((i) => i.gpus.includes(g.index));
+      const used = Math.max(0, g.totalMiB - g.freeMiB);
+      const cols = on.map((i) => color(n.local ? i.id : n.name + '/' + i.id));
+      const paint = cols.length === 0 ? 'var(--other)' : cols.length === 1 ? cols[0]
+        : 'repeating-linear-gradient(135deg, ' + cols.map((c, k) => c + ' ' + 6 * k + 'px ' + 6 * (k + 1) + 'px').join(', ') + ')';
+      const title = (on.length ? on.map((i) => i.model).join(', ') : 'other') + ': ' + mib(used) + ' used';
+      const legend = el('div', { className: 'legend' }, ...on.map((i) => chip(n, i)));
+      if (on.length === 0 && used > 0) legend.append(el('span', {}, el('i', { style: { background: 'var(--other)' } }), 'other ' + mib(used)));
+      legend.append(el('span', {}, el('i', { style: { background: 'var(--free)' } }), 'free ' + mib(g.freeMiB)));
+      known.append(el('div', { className: 'ngpu', 'data-gpu': g.index },
+        el('div', { className: 'gname' }, el('b', {}, 'GPU ' + g.index + ' · ' + g.name), el('span', {}, mib(used) + ' used of ' + mib(g.totalMiB))),
+        el('div', { className: 'bar' }, used > 0 && g.totalMiB > 0 ? el('div', { title, style: { width: (100 * used / g.totalMiB) + '%', background: paint } }) : ''),
+        legend));
+    }
+    const cpu = n.instances.filter((i) => i.gpus.length === 0);
+    if (cpu.length > 0 || n.gpus.length === 0) {
+      known.append(el('div', { className: 'ncpu' },
+        el('div', { className: 'gname' }, el('b', {}, 'CPU'), el('span', {}, n.gpus.length === 0 ? 'no GPU' : '')),
+        el('div', { className: 'legend' }, ...(cpu.length ? cpu.map((i) => chip(n, i)) : ['no model on the CPU']))));
+    }
+    card.append(known);
+    return card;
+  }
+
+  function renderNodes(h) {
+    const c = h.cluster;
+    $('nodes-section').hidden = !c;
+    $('nodewrap').hidden = !c;
+    $('gpus-title').textContent = c ? 'GPUs of ' + c.node + ' (this node)' : 'GPUs';
+    $('instances-title').textContent = c ? 'Instances of ' + c.node : 'Instances';
+    if (!c) return;
+    $('node').textContent = c.node;
+    $('nodes').replaceChildren(...c.nodes.map(nodeCard));
+  }
+
   async function tick() {
     try {
       const h = await (await fetch('/health', { headers: headers() })).json();
@@ -178,6 +262,7 @@ const PAGE = /* html */ `<!doctype html>
       // Without a key /health tells only that the proxy is up: nothing to draw until one is given.
       if (!h.pool) return;
       renderHeader(h);
+      renderNodes(h);
       renderGpus(h, status);
       renderInstances(h, status);
       $('updated').textContent = new Date().toLocaleTimeString();

@@ -69,6 +69,9 @@ describe.skipIf(!tools.server)(`GET /dashboard${tools.reason ? ` (skipped: ${too
       await expect.poll(async () => page.locator('#keyform').isVisible()).toBe(false);
       await expect.poll(async () => page.locator('#pool').innerText()).toBe('1 / 1');
       expect(await page.locator('.gpu').count()).toBe(2);
+      // no cluster: no Nodes section, the headings as they were
+      expect(await page.locator('#nodes-section').isVisible()).toBe(false);
+      expect(await page.locator('#gpus-title').innerText()).toMatch(/^GPUs$/i);
       expect(await page.locator('.gpu[data-gpu="1"] .name').innerText()).toBe('GPU 1 · Sim Small');
       // the instance's share of the small GPU's bar is drawn, and none on the big one (polled: the page redraws
       // every 2 s, and a box read across a redraw finds the old element gone)
