@@ -10,7 +10,8 @@ import { Cluster } from './cluster/cluster.js';
 import type { ProxyApp } from './api/types.js';
 import type { Config } from './config/index.js';
 import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
-import { ensureLlamaTools, type LlamaTools } from './llamacpp/index.js';
+import { ensureLlamaTools, supportsRpc, type LlamaTools } from './llamacpp/index.js';
+import { RpcServers } from './cluster/rpc-servers.js';
 import { createModelHub, resolveModelAsync } from './models/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
@@ -79,7 +80,13 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   const hub = createModelHub(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'hub' }, msg), { inUse: () => pool.filesInUse() });
   const startedAt = Date.now();
   let url = '';
-  const cluster = config.cluster.peers.length > 0
+  const clustered = config.cluster.peers.length > 0;
+  // Lending devices over RPC needs rpc-server and an address to bind it to; heading needs llama-server's --rpc.
+  const rpcHost = config.cluster.rpcHost;
+  const rpcServers = clustered && rpcHost && tools.rpcServer ? new RpcServers({ binary: tools.rpcServer, host: rpcHost, portRange: config.cluster.rpcPortRange }) : undefined;
+  const rpcDisabled = !rpcHost ? 'cluster.rpcHost is not set' : !tools.rpcServer ? 'no rpc-server (ggml-rpc-server) beside llama-server or on PATH' : undefined;
+  const headsRpc = clustered ? await supportsRpc(tools.server) : false;
+  const cluster = clustered
     ? new Cluster({
         config,
         name: nodeName(config),
@@ -91,9 +98,31 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
         hostMemory: OS_HOST_MEMORY,
         models: () => localTags(config, hub, startedAt).filter((t) => t.size > 0).map((t) => t.name),
         log: (msg, fields) => logger.info({ ...fields, component: 'cluster' }, msg),
+        lendsRpc: rpcServers !== undefined,
+        headsRpc,
       })
     : undefined;
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, ...(cluster ? { cluster } : {}) });
+  const realGpus = source.kind === 'nvml' || source.kind === 'nvidia-smi';
+  const rpc = {
+    servers: rpcServers,
+    options: {
+      ...(rpcDisabled ? { disabledReason: rpcDisabled } : {}),
+      // A lent GPU is the only one its rpc-server sees (a CPU rpc-server, on simulated GPUs or none, lends RAM).
+      envFor: (gpu: number | undefined) => {
+        const uuid = gpu !== undefined && realGpus ? monitor.latest().devices.find((d) => d.index === gpu)?.uuid : undefined;
+        return uuid ? { ...process.env, CUDA_DEVICE_ORDER: 'PCI_BUS_ID', CUDA_VISIBLE_DEVICES: uuid } : undefined;
+      },
+      onStart: (id: string, lease: string, gpu: number | undefined, bytes: number) => {
+        pool.reserve(`rpc:${id}`, `rpc-server for ${lease}`, gpu !== undefined ? new Map([[gpu, bytes]]) : new Map(), gpu === undefined ? bytes : 0);
+        cluster?.peers.changed();
+      },
+      onStop: (id: string) => {
+        pool.release(`rpc:${id}`);
+        cluster?.peers.changed();
+      },
+    },
+  };
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, ...(cluster ? { cluster, rpc } : {}) });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {

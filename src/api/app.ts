@@ -12,6 +12,8 @@ import type { LlamaTools } from '../llamacpp/index.js';
 import type { ModelHub } from '../models/index.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { registerClusterRoutes } from '../cluster/routes.js';
+import { registerRpcRoutes, type RpcRoutesOptions } from '../cluster/rpc-routes.js';
+import type { RpcServers } from '../cluster/rpc-servers.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
@@ -51,6 +53,8 @@ export interface AppDeps {
   placer?: PlacementService;
   /** The other nodes, when this proxy is one of a cluster. */
   cluster?: Cluster;
+  /** rpc-servers this node runs for other nodes' instances (absent: it lends none, and says why). */
+  rpc?: { servers: RpcServers | undefined; options: RpcRoutesOptions };
 }
 
 export function buildApp(deps: AppDeps): ProxyApp {
@@ -95,6 +99,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const cluster = deps.cluster;
   const trusted = cluster ? registerClusterRoutes(app, cluster, config.cluster.token) : undefined;
   const hasKey = registerApiKeys(app, config.server.apiKeys, trusted);
+  if (cluster && deps.rpc) registerRpcRoutes(app, deps.rpc.servers, deps.rpc.options);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });

@@ -145,6 +145,8 @@ export class PromptPipeline {
           release: () => {},
         };
       }
+      // Over RPC: the local pool runs the model with the placement the cluster set up.
+      if (choice.model) route = { kind: 'local', model: choice.model };
     }
     const lease = await this.deps.pool.acquire(route.model, signal);
     return {

@@ -3,16 +3,17 @@
  * node's own read now), the target a forwarded request goes to, and what the views show of the other nodes.
  * One instance per proxy, absent when no peers are configured.
  */
-import { isConnectionFailure, type UpstreamTarget } from '../api/upstream.js';
+import { errorMessageOf, isConnectionFailure, type UpstreamTarget } from '../api/upstream.js';
 import type { Config } from '../config/index.js';
 import type { GpuMonitor } from '../gpu/index.js';
-import type { ResolvedModel } from '../models/index.js';
+import type { InstanceRpc, ResolvedModel } from '../models/index.js';
 import type { HostMemory, PlacementService } from '../placement/service.js';
 import { PoolError } from '../pool/errors.js';
 import type { Pool } from '../pool/pool.js';
 import { readLocalState } from './local-state.js';
 import { CLUSTER_TOKEN_HEADER, FORWARDED_HEADER, Peers, type PeerRecord } from './peers.js';
 import { planCluster, type ClusterDecision } from './planner.js';
+import { planRpc, type RpcCost, type RpcPlan } from './rpc-plan.js';
 import { viewOf, type NodeState, type NodeView } from './types.js';
 
 export interface ClusterDeps {
@@ -30,9 +31,21 @@ export interface ClusterDeps {
   log?: (msg: string, fields?: Record<string, unknown>) => void;
   /** Host name lookups for peers (tests replace it). */
   resolve?: (host: string) => Promise<string[]>;
+  /** This node lends devices over RPC (an rpc-server binary and cluster.rpcHost). */
+  lendsRpc?: boolean;
+  /** This node's llama-server can run a model over RPC (built with GGML_RPC): it may head an RPC placement. */
+  headsRpc?: boolean;
 }
 
-export type ClusterChoice = { kind: 'local'; reason: string } | { kind: 'peer'; node: string; target: UpstreamTarget; reason: string };
+/** `model`: what the local pool is to run instead of the request's model (its RPC placement). */
+export type ClusterChoice = { kind: 'local'; reason: string; model?: ResolvedModel } | { kind: 'peer'; node: string; target: UpstreamTarget; reason: string };
+
+/** rpc-servers other nodes run for one of this node's models. */
+interface RpcLease {
+  servers: { node: string; id: string }[];
+  /** The model with its RPC placement, for every request while the lease lasts. */
+  model: ResolvedModel;
+}
 
 /** A node chosen for a model not running there yet: shown as starting there until its own state says more. */
 interface Pending {
@@ -63,6 +76,10 @@ export class Cluster {
   readonly name: string;
   readonly peers: Peers;
   private readonly pending = new Map<string, Pending>();
+  private readonly rpcLeases = new Map<string, RpcLease>();
+  /** RPC placements being set up, by model id: requests that come meanwhile wait for the same one. */
+  private readonly rpcStarting = new Map<string, Promise<ResolvedModel>>();
+  private readonly onPoolEnd = (_instanceId: string, modelId: string) => this.releaseRpcIfDone(modelId);
   private readonly log: NonNullable<ClusterDeps['log']>;
   private readonly onPoolChange = () => this.peers.changed();
 
@@ -74,11 +91,14 @@ export class Cluster {
 
   async start(): Promise<void> {
     for (const event of ['starting', 'ready', 'stopped', 'crash', 'load_failed']) this.deps.pool.on(event, this.onPoolChange);
+    for (const event of ['stopped', 'load_failed']) this.deps.pool.on(event, this.onPoolEnd);
     await this.peers.start();
   }
 
   async close(): Promise<void> {
     for (const event of ['starting', 'ready', 'stopped', 'crash', 'load_failed']) this.deps.pool.off(event, this.onPoolChange);
+    for (const event of ['stopped', 'load_failed']) this.deps.pool.off(event, this.onPoolEnd);
+    await Promise.all([...this.rpcLeases.keys()].map((id) => this.releaseRpc(id)));
     await this.peers.close();
   }
 
@@ -94,7 +114,7 @@ export class Cluster {
       placer: d.placer,
       hostMemory: d.hostMemory,
       models: d.models,
-      rpc: false,
+      rpc: d.lendsRpc ?? false,
       fresh,
     });
   }
@@ -125,23 +145,28 @@ export class Cluster {
     const local = viewOf(await this.localState(false), true);
     const placer = this.deps.placer;
     let estimateFor: ((node: NodeView) => ReturnType<PlacementService['costOn']>) | undefined;
+    let rpcCost: RpcCost | undefined;
     let nLayers = 0;
     if (placer) {
       try {
         const info = placer.modelInfo(model.file);
         nLayers = info.nLayer;
         estimateFor = (node) => placer.costOn(model, info, node.runtimeBytes);
+        rpcCost = placer.rpcCostOn(model, info);
       } catch {
         estimateFor = undefined;
       }
     }
+    const settings = placer?.plannerSettings() ?? { strategy: 'single-gpu-preferred', fit: 'best', reserveBytes: 0, maxUtilization: 100, maxMemoryUsedFraction: 1, partialOffload: false, cpuFallback: true };
     return planCluster({
       modelId: model.id,
       nLayers,
       nodes: [local, ...peers],
       estimateFor,
-      settings: placer?.plannerSettings() ?? { strategy: 'single-gpu-preferred', fit: 'best', reserveBytes: 0, maxUtilization: 100, maxMemoryUsedFraction: 1, partialOffload: false, cpuFallback: true },
+      settings,
       exclude,
+      // This node heads an RPC placement (it runs llama-server); the others lend.
+      ...(this.deps.headsRpc && rpcCost ? { rpc: (nodes: readonly NodeView[]) => planRpc({ modelId: model.id, head: local, lenders: nodes.filter((n) => !n.local), cost: rpcCost!, settings }) } : {}),
     });
   }
 
@@ -150,6 +175,8 @@ export class Cluster {
    * (the pins name this machine's devices) and models no peer could help with stay here.
    */
   async choose(model: ResolvedModel, exclude: ReadonlySet<string> = new Set()): Promise<ClusterChoice> {
+    const leased = this.rpcLeases.get(model.id);
+    if (leased) return { kind: 'local', reason: 'runs here over RPC', model: leased.model };
     if (model.gpu) return { kind: 'local', reason: 'pinned to GPUs of this node' };
     if (this.peers.up().every((r) => exclude.has(r.state!.node))) return { kind: 'local', reason: 'no other node answers' };
     const decision = await this.decide(model, exclude);
@@ -159,11 +186,88 @@ export class Cluster {
         if (decision.tier !== 'running') this.pending.set(model.id, { node: decision.node, at: Date.now() });
         return { kind: 'peer', node: decision.node, target: this.target(decision.node), reason: decision.reason };
       case 'rpc':
-        // Not yet: the entry runs it on the CPU rules of its own pool.
-        return { kind: 'local', reason: decision.reason };
+        return { kind: 'local', reason: decision.reason, model: await this.startRpc(model, decision.choice) };
       case 'refuse':
         throw new PoolError(503, 'insufficient_memory', decision.reason, 30);
     }
+  }
+
+  /**
+   * Asks each lender for an rpc-server (booked in its ledger for the bytes its device is to hold), then returns
+   * the model with its RPC placement for the local pool. One setup per model at a time; on any failure the
+   * rpc-servers already started are stopped and the request gets a 503 naming the node.
+   */
+  private startRpc(model: ResolvedModel, plan: RpcPlan): Promise<ResolvedModel> {
+    const under = this.rpcStarting.get(model.id);
+    if (under) return under;
+    const setup = (async () => {
+      const lease = `${this.name}/${model.id}`;
+      const servers: { node: string; id: string; host: string; port: number }[] = [];
+      try {
+        for (const [i, d] of plan.devices.entries()) {
+          if (d.kind !== 'rpc') continue;
+          const info = (await this.peerCall(d.node, 'POST', '/cluster/rpc', { lease, ...(d.gpu !== undefined ? { gpu: d.gpu } : {}), bytes: Math.ceil(plan.deviceBytes[i]!) })) as { id: string; host: string; port: number };
+          servers.push({ node: d.node, id: info.id, host: info.host, port: info.port });
+        }
+      } catch (err) {
+        await Promise.all(servers.map((srv) => this.peerCall(srv.node, 'DELETE', `/cluster/rpc/${srv.id}`).catch(() => {})));
+        throw new PoolError(503, 'rpc_failed', `cannot spread "${model.id}" over RPC: ${(err as Error).message}`, 5);
+      }
+
+      this.log('placed over RPC', { model: model.id, servers: servers.map((srv) => `${srv.node} ${srv.host}:${srv.port}`), split: plan.tensorSplit, reason: plan.reason });
+      const rpc: InstanceRpc = {
+        endpoints: servers.map(({ node, host, port }) => ({ node, host, port })),
+        localGpus: plan.devices.flatMap((d) => (d.kind === 'local' ? [d.gpu] : [])),
+        tensorSplit: plan.tensorSplit,
+        deviceBytes: plan.deviceBytes,
+        hostBytes: plan.hostBytes,
+        reason: plan.reason,
+      };
+      const placed: ResolvedModel = { ...model, rpc };
+      this.rpcLeases.set(model.id, { servers: servers.map(({ node, id }) => ({ node, id })), model: placed });
+      return placed;
+    })();
+    this.rpcStarting.set(model.id, setup);
+    const forget = () => this.rpcStarting.delete(model.id);
+    setup.then(forget, forget);
+    return setup;
+  }
+
+  /** An instance of `modelId` ended: once none is left, the rpc-servers other nodes ran for it are stopped. */
+  private releaseRpcIfDone(modelId: string): void {
+    if (!this.rpcLeases.has(modelId)) return;
+    if (this.deps.pool.list().some((i) => i.modelId === modelId && i.state !== 'stopping')) return;
+    void this.releaseRpc(modelId);
+  }
+
+  private async releaseRpc(modelId: string): Promise<void> {
+    const lease = this.rpcLeases.get(modelId);
+    if (!lease) return;
+    this.rpcLeases.delete(modelId);
+    await Promise.all(
+      lease.servers.map((srv) =>
+        this.peerCall(srv.node, 'DELETE', `/cluster/rpc/${srv.id}`).catch((err: Error) => this.log('rpc-server not stopped', { node: srv.node, id: srv.id, reason: err.message })),
+      ),
+    );
+  }
+
+  /** One JSON call to a peer's node-to-node route; throws with the peer's message on a non-2xx answer. */
+  private async peerCall(node: string, method: 'POST' | 'DELETE', path: string, body?: unknown): Promise<unknown> {
+    const rec = this.peers.node(node);
+    if (!rec) throw new Error(`node ${node} does not answer`);
+    const token = this.deps.config.cluster.token;
+    const timeout = Math.max(20_000, this.deps.config.cluster.pollTimeout * 1000);
+    const res = await rec.dispatcher.request({
+      method,
+      path,
+      headers: { ...(token ? { [CLUSTER_TOKEN_HEADER]: token } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : null,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
+    });
+    const text = await res.body.text();
+    if (res.statusCode < 200 || res.statusCode >= 300) throw new Error(`node ${node} answered ${res.statusCode}: ${errorMessageOf(text)}`);
+    return text ? JSON.parse(text) : undefined;
   }
 
   /** The target a request forwarded to `node` goes to; ends like any upstream at shutdown (`closing`). */

@@ -208,7 +208,8 @@ export class Peers extends EventEmitter {
 
   private accept(rec: PeerRecord, state: NodeState): void {
     const wasUp = this.isUp(rec);
-    rec.state = state;
+    // A poll's answer read before a push may arrive after it: the node's newest state wins (its own clock).
+    if (!rec.state || rec.state.node !== state.node || state.at >= rec.state.at) rec.state = state;
     rec.name = state.node;
     rec.receivedAt = Date.now();
     rec.lastError = undefined;

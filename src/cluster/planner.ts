@@ -6,19 +6,12 @@
  */
 import { formatGiB, planPlacement, usableBytes, usableHostBytes } from '../placement/planner.js';
 import type { EstimateFn, ModelPins, PlannerSettings, PlanResult } from '../placement/types.js';
+import type { RpcPlan } from './rpc-plan.js';
 import type { NodeView } from './types.js';
 
 /** How the chosen node will serve it, best first. */
 export const CLUSTER_TIERS = ['running', 'single', 'evict-single', 'split', 'evict-split', 'rpc', 'cpu', 'evict-cpu', 'wait', 'on-disk'] as const;
 export type ClusterTier = (typeof CLUSTER_TIERS)[number];
-
-/** Several nodes together: one node runs llama-server, the others lend devices over RPC (see rpc-plan.ts). */
-export interface RpcChoice {
-  head: string;
-  /** Bytes each lender offers, by node name. */
-  lenders: { node: string; bytes: number }[];
-  reason: string;
-}
 
 export interface ClusterPlanInput {
   modelId: string;
@@ -31,12 +24,12 @@ export interface ClusterPlanInput {
   /** Nodes this request must not go to (one failed it already). */
   exclude?: ReadonlySet<string>;
   /** The RPC rule, asked when no node can hold the model by itself (absent: no RPC). */
-  rpc?: (nodes: readonly NodeView[]) => RpcChoice | undefined;
+  rpc?: (nodes: readonly NodeView[]) => RpcPlan | undefined;
 }
 
 export type ClusterDecision =
   | { kind: 'node'; node: string; tier: ClusterTier; reason: string }
-  | { kind: 'rpc'; choice: RpcChoice; tier: 'rpc'; reason: string }
+  | { kind: 'rpc'; choice: RpcPlan; tier: 'rpc'; reason: string }
   | { kind: 'refuse'; reason: string; nodes: { node: string; reason: string }[] };
 
 interface Option {

@@ -13,16 +13,22 @@
  * has no free port, 500 when the rpc-server does not start (its last log lines in the message). Every rpc-server
  * is stopped when the app closes.
  */
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply, RawServerDefault } from 'fastify';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { openaiError } from '../api/errors.js';
+import type { ProxyApp } from '../api/types.js';
 import { RpcServerError } from './rpc-server.js';
 import { RpcConfigError, RpcPortsExhaustedError, type RpcServers } from './rpc-servers.js';
 
 export interface RpcRoutesOptions {
   /** Why this node lends no devices, when `servers` is undefined (e.g. "cluster.rpcHost is not set"). */
   disabledReason?: string;
+  /** The environment of an rpc-server lending `gpu` (which GPU it may see); absent: the servers' own. */
+  envFor?: (gpu: number | undefined) => NodeJS.ProcessEnv | undefined;
+  /** An rpc-server started for a lease that will hold `bytes` on `gpu` (its RAM when undefined): keep it booked. */
+  onStart?: (id: string, lease: string, gpu: number | undefined, bytes: number) => void;
+  /** It stopped (asked to, or on its own). */
+  onStop?: (id: string) => void;
 }
 
 const StartBody = z
@@ -30,6 +36,10 @@ const StartBody = z
     lease: z.string().min(1).max(200),
     devices: z.array(z.string().regex(/^[A-Za-z0-9_]+$/, 'a device name is letters, digits and _ (CPU, CUDA0)')).min(1).max(64).optional(),
     threads: z.number().int().min(1).max(1024).optional(),
+    /** The GPU to lend (the node's own index); absent: the node's choice (its CPU without GPUs). */
+    gpu: z.number().int().nonnegative().optional(),
+    /** Bytes the asking node's instance will put on it: booked in this node's ledger while it runs. */
+    bytes: z.number().nonnegative().optional(),
   })
   .strict();
 
@@ -43,8 +53,7 @@ function describeIssues(error: z.ZodError): string {
   return error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : 'body'}: ${i.message}`).join('; ');
 }
 
-/** The proxy's app (ProxyApp) and a bare fastify() both fit. */
-export type RpcRoutesApp = FastifyInstance<RawServerDefault, IncomingMessage, ServerResponse, FastifyBaseLogger>;
+export type RpcRoutesApp = ProxyApp;
 
 export function registerRpcRoutes(app: RpcRoutesApp, servers: RpcServers | undefined, opts: RpcRoutesOptions = {}): void {
   const disabled = (reply: FastifyReply): FastifyReply =>
@@ -55,11 +64,17 @@ export function registerRpcRoutes(app: RpcRoutesApp, servers: RpcServers | undef
     if (!body.success) return refuse(reply, 400, `bad rpc-server request: ${describeIssues(body.error)}`, 'invalid_rpc_request');
     if (!servers) return disabled(reply);
     try {
+      const env = opts.envFor?.(body.data.gpu);
       const info = await servers.start({
         lease: body.data.lease,
         ...(body.data.devices ? { devices: body.data.devices } : {}),
         ...(body.data.threads !== undefined ? { threads: body.data.threads } : {}),
+        ...(env ? { env } : {}),
       });
+      if (opts.onStart) {
+        opts.onStart(info.id, body.data.lease, body.data.gpu, body.data.bytes ?? 0);
+        servers.get(info.id)?.once('exit', () => opts.onStop?.(info.id));
+      }
       return reply.send(info);
     } catch (err) {
       if (err instanceof RpcPortsExhaustedError || err instanceof RpcConfigError) return refuse(reply, 503, err.message, 'rpc_unavailable');

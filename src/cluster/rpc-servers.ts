@@ -32,6 +32,8 @@ export interface RpcStartRequest {
   devices?: readonly string[];
   /** -t for this one. */
   threads?: number;
+  /** Its environment (e.g. CUDA_VISIBLE_DEVICES: the GPU it lends); default the servers' own. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Why rpc-servers cannot run here (host, range or binary): the node lends no devices. */
@@ -177,7 +179,7 @@ export class RpcServers {
       startTimeoutMs: this.options.startTimeoutMs ?? 15_000,
       stopTimeoutMs: this.options.stopTimeoutMs ?? 5_000,
       ...(this.options.logLines !== undefined ? { logLines: this.options.logLines } : {}),
-      ...(this.options.env ? { env: this.options.env } : {}),
+      ...(request.env ?? this.options.env ? { env: request.env ?? this.options.env } : {}),
     });
     this.servers.set(server.id, server);
     // One that dies on its own (or is stopped) leaves the set and frees its port.

@@ -28,6 +28,25 @@ export interface ResolvedModel {
    * it was made from. Instances are keyed by `id`; this says what the client asked for.
    */
   variantOf?: string;
+  /**
+   * Run over llama.cpp RPC (the cluster's choice when no node holds the model alone): rpc-servers on other
+   * nodes, and this node's GPUs, with the split over them. Placement takes it as it is.
+   */
+  rpc?: InstanceRpc;
+}
+
+/** An instance spread over rpc-servers of other nodes (and this node's GPUs). */
+export interface InstanceRpc {
+  /** The rpc-servers, in the order --rpc lists them; one device each. */
+  endpoints: { host: string; port: number; node: string }[];
+  /** This node's GPUs in the split, after the RPC devices (llama.cpp's order). */
+  localGpus: number[];
+  /** One share per device: the endpoints' first, then the local GPUs. */
+  tensorSplit: number[];
+  /** Estimated bytes per device (same order) and on this host. */
+  deviceBytes: number[];
+  hostBytes: number;
+  reason: string;
 }
 
 function requireFile(file: string, what: string): string {

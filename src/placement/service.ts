@@ -11,6 +11,7 @@ import { estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo, type Device, type E
 import { readGgufModelHeaderSync } from '../gguf/index.js';
 import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
+import type { RpcCost } from '../cluster/rpc-plan.js';
 import { estimateSettings } from './model-settings.js';
 import { planPlacement } from './planner.js';
 import { RuntimeOverhead } from './runtime-overhead.js';
@@ -138,6 +139,22 @@ export class PlacementService {
     return this.costFor(model.file, info, estimateSettings(model.ctx, model.parallel, model.args), runtimeBytes ?? undefined);
   }
 
+  /**
+   * The model's cost over RPC devices (lent by other nodes: a GPU, or a CPU) and this node's GPUs, in
+   * llama.cpp's device order, every layer offloaded: bytes per device and on this host.
+   */
+  rpcCostOn(model: ResolvedModel, info: ModelInfo): RpcCost {
+    const settings = estimateSettings(model.ctx, model.parallel, model.args);
+    const fixed = this.settings.overheadMiB !== undefined ? { overheadBytes: this.settings.overheadMiB * MIB } : {};
+    return (devices, tensorSplit) => {
+      const list: Device[] = devices.map((d, i) =>
+        d.kind === 'local' ? { name: `CUDA${d.gpu}`, kind: 'cuda', ...fixed } : d.gpu === undefined ? { name: `RPC${i}[${d.node}]`, kind: 'rpc', remote: 'cpu' } : { name: `RPC${i}[${d.node}]`, kind: 'rpc', remote: 'cuda', ...fixed },
+      );
+      const estimate = estimateMemory(info, settings, { devices: list, tensorSplit: [...tensorSplit] });
+      return { deviceBytes: estimate.devices.map((d) => d.totalBytes), hostBytes: estimate.host.totalBytes };
+    };
+  }
+
   plannerSettings(): PlannerSettings {
     const s = this.settings;
     return {
@@ -210,6 +227,8 @@ export class PlacementService {
    * now. Synchronous after the read, so the caller can record the result before anything else plans.
    */
   async decide(model: ResolvedModel, running: () => Ledger): Promise<PlaceDecision> {
+    // Spread over RPC by the cluster's planner, which estimated every device: taken as it is.
+    if (model.rpc) return { kind: 'place', placement: await this.rpcPlacement(model) };
     let info: ModelInfo;
     try {
       info = this.modelInfo(model.file);
@@ -236,6 +255,26 @@ export class PlacementService {
         estimate: p.cost,
         reason: p.reason,
       },
+    };
+  }
+
+  /** The placement of an instance over RPC: this node's share of the split (its GPUs after the RPC devices). */
+  private async rpcPlacement(model: ResolvedModel): Promise<InstancePlacement> {
+    const rpc = model.rpc!;
+    const devices = this.hasGpus ? await this.monitor.refresh() : [];
+    const info = this.modelInfo(model.file);
+    const local = rpc.deviceBytes.slice(rpc.endpoints.length);
+    return {
+      gpus: rpc.localGpus.map((index) => {
+        const d = devices.find((g) => g.index === index);
+        if (!d) throw new ClientError(503, 'gpu_not_found', `the RPC placement of "${model.id}" names GPU ${index}, which is not present`);
+        return { index, uuid: d.uuid, name: d.name };
+      }),
+      ngl: info.nLayer + 1,
+      splitMode: 'layer',
+      tensorSplit: rpc.tensorSplit,
+      estimate: { gpuBytes: local, hostBytes: rpc.hostBytes },
+      reason: rpc.reason,
     };
   }
 

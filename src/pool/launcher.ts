@@ -2,7 +2,8 @@
 import os from 'node:os';
 import type { Config } from '../config/index.js';
 import { cacheRamMiB, placementEnv, placementFlags, serverFlags } from '../llamacpp/flags.js';
-import type { ResolvedModel } from '../models/index.js';
+import { defaultDeviceOrder, rpcPlacementFlags } from '../llamacpp/rpc-flags.js';
+import type { InstanceRpc, ResolvedModel } from '../models/index.js';
 import type { InstancePlacement } from '../placement/service.js';
 import { Instance } from './instance.js';
 import type { InstanceLauncher } from './pool.js';
@@ -30,7 +31,7 @@ export class LlamaServerLauncher implements InstanceLauncher {
       logVerbosity: this.config.llamaServer.logVerbosity,
       // The placement's flags come first, so a model's own args (its pins written as flags) still win.
       extraArgs: [
-        ...(gpu ? placementFlags(gpu) : []),
+        ...(model.rpc ? rpcFlags(model.rpc) : gpu ? placementFlags(gpu) : []),
         '--cache-ram', String(cacheRamMiB(this.config.llamaServer.cacheRamMiB, this.totalMemBytes, this.config.pool.size)),
         // The vision projector downloaded with the model (multimodal models).
         ...(model.mmproj ? ['--mmproj', model.mmproj] : []),
@@ -55,4 +56,10 @@ export class LlamaServerLauncher implements InstanceLauncher {
       },
     });
   }
+}
+
+/** --rpc, -ts over the rpc-servers' devices and this node's GPUs (in llama.cpp's order: RPC first), -ngl all. */
+function rpcFlags(rpc: InstanceRpc): string[] {
+  const endpoints = rpc.endpoints.map((e) => ({ host: e.host, port: e.port }));
+  return rpcPlacementFlags({ endpoints, devices: defaultDeviceOrder(endpoints, rpc.localGpus.length), tensorSplit: rpc.tensorSplit, localGpus: rpc.localGpus.length });
 }

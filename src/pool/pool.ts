@@ -187,6 +187,8 @@ export class Pool extends EventEmitter {
   private closed = false;
   /** Models whose memory is held by busy instances: not retried until something is released or stopped. */
   private readonly memoryBlocked = new Set<string>();
+  /** Memory lent to other nodes (rpc-servers), by reservation id. */
+  private readonly reservations = new Map<string, { label: string; gpuBytes: Map<number, number>; hostBytes: number }>();
   /** Loads on GPUs are planned and run one at a time, so two loads never race for the same memory. */
   private gpuLockChain: Promise<void> = Promise.resolve();
   private readonly sweeper: NodeJS.Timeout;
@@ -360,6 +362,7 @@ export class Pool extends EventEmitter {
       }
       running.push({ instanceId: e.instanceId, modelId: e.model.id, gpuBytes: e.gpuBytes, hostBytes, idle: e.state === 'ready' && e.inFlight === 0, pinned: e.model.pinned, lastUsed: e.lastUsed });
     }
+    for (const [id, r] of this.reservations) running.push({ instanceId: id, modelId: r.label, gpuBytes: r.gpuBytes, hostBytes: r.hostBytes, idle: false, pinned: true, lastUsed: 0 });
     return { running, loading, loadingHostBytes };
   }
 
@@ -368,11 +371,27 @@ export class Pool extends EventEmitter {
     return this.entries.get(instanceId)?.gpuBytes;
   }
 
-  /** Bytes the ledger charges per GPU index, over every instance. */
+  /** Bytes the ledger charges per GPU index, over every instance (and memory lent to other nodes). */
   charges(): Map<number, number> {
     const out = new Map<number, number>();
     for (const e of this.entries.values()) for (const [gpu, bytes] of e.gpuBytes) out.set(gpu, (out.get(gpu) ?? 0) + bytes);
+    for (const r of this.reservations.values()) for (const [gpu, bytes] of r.gpuBytes) out.set(gpu, (out.get(gpu) ?? 0) + bytes);
     return out;
+  }
+
+  /**
+   * Memory this node lends (an rpc-server serving another node's instance): in the ledger like a busy, pinned
+   * instance, so placement never gives it away, until `release`d.
+   */
+  reserve(id: string, label: string, gpuBytes: ReadonlyMap<number, number>, hostBytes: number): void {
+    this.reservations.set(id, { label, gpuBytes: new Map(gpuBytes), hostBytes });
+  }
+
+  release(id: string): void {
+    if (this.reservations.delete(id)) {
+      this.memoryChanged();
+      this.schedule();
+    }
   }
 
   /** Model files of instances that run or load (the download cache must not evict them). */

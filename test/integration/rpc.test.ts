@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
 import { registerRpcRoutes } from '../../src/cluster/rpc-routes.js';
 import { parseRpcDevices } from '../../src/cluster/rpc-server.js';
 import { checkRpcHost, RpcConfigError, RpcServers } from '../../src/cluster/rpc-servers.js';
@@ -225,7 +226,7 @@ describe.skipIf(reason !== '')(`llama.cpp RPC on loopback${reason ? ` (skipped: 
 
   it('POST, GET and DELETE /cluster/rpc over HTTP; closing the app stops what is left', async () => {
     const servers = new RpcServers({ binary: rpcBinary!, host: '127.0.0.1', portRange: [RANGE[0] + 70, RANGE[0] + 79], threads: 1 });
-    const app = Fastify();
+    const app = Fastify({ loggerInstance: pino({ level: 'silent' }) });
     registerRpcRoutes(app, servers);
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     const call = async (method: string, path: string, body?: unknown) => {
@@ -265,7 +266,7 @@ describe.skipIf(reason !== '')(`llama.cpp RPC on loopback${reason ? ` (skipped: 
     }
 
     // A node without cluster.rpcHost answers 503 saying so.
-    const off = Fastify();
+    const off = Fastify({ loggerInstance: pino({ level: 'silent' }) });
     registerRpcRoutes(off, undefined, { disabledReason: 'cluster.rpcHost is not set' });
     const res = await off.inject({ method: 'POST', url: '/cluster/rpc', payload: { lease: 'a' } });
     expect(res.statusCode).toBe(503);

@@ -111,7 +111,7 @@ describe('planCluster', () => {
     let asked = 0;
     const rpc = () => {
       asked++;
-      return { head: 'b', lenders: [{ node: 'c', bytes: 24 * GIB }], reason: 'b with c over RPC' };
+      return { head: 'b', lenders: [{ node: 'c', bytes: 24 * GIB }], reason: 'b with c over RPC', devices: [], tensorSplit: [], deviceBytes: [], hostBytes: 0 };
     };
     expect(planCluster(input(40, cluster(), { rpc }))).toMatchObject({ kind: 'rpc', choice: { head: 'b' } });
     expect(chosen(input(13, cluster(), { rpc }))).toBe('b:single');
