@@ -60,6 +60,8 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
           if (!BACKEND_PATHS.has(suffix)) throw new ClientError(400, 'unsupported', `model "${route.id}" is served by the Ollama backend, which has no /v1/${suffix}`);
           return proxyTo(request, reply, route, target);
         }
+        // Another node holds it: that node makes its embeddings instance.
+        if (route.kind === 'peer') return proxyTo(request, reply, route, target);
         // Embeddings come from an instance started for them (the model's own when its args say --embeddings).
         const model = suffix === 'embeddings' ? embeddingsModel(route.model) : route.model;
         return proxyTo(request, reply, { kind: 'local', model }, target);

@@ -9,7 +9,8 @@ import type { Logger } from 'pino';
 import { AgentSession, toJsonSafe, type AgentEndpoint, type AgentPlan, type AgentRegistry, type JsonObject, type ServingInstance } from '../agents/index.js';
 import type { Cluster } from '../cluster/cluster.js';
 import { NODE_HEADER } from '../cluster/peers.js';
-import type { ResolvedModel } from '../models/index.js';
+import { ClientError, type ResolvedModel } from '../models/index.js';
+import { PoolError } from '../pool/errors.js';
 import type { Lease, Pool } from '../pool/pool.js';
 import type { ModelResolver, ResolveContext } from './model-resolution.js';
 import type { OllamaBackend } from './ollama/backend.js';
@@ -23,8 +24,14 @@ export interface BackendRoute {
   name: string;
 }
 
+/** A model this node cannot resolve but other nodes of the cluster hold on their disks. */
+export interface PeerRoute {
+  kind: 'peer';
+  id: string;
+}
+
 /** Where a model is served. */
-export type ModelRoute = { kind: 'local'; model: ResolvedModel } | BackendRoute;
+export type ModelRoute = { kind: 'local'; model: ResolvedModel } | BackendRoute | PeerRoute;
 
 /** The id agents and logs know a routed model by. */
 export function routeId(route: ModelRoute): string {
@@ -113,9 +120,37 @@ export class PromptPipeline {
     return backend && name !== undefined ? { kind: 'backend', backend, id: String(field), name } : undefined;
   }
 
-  /** Where `field` is served: the backend, else a model of ours (resolved, downloaded if need be). */
+  /**
+   * Where `field` is served: the backend, else a model of ours (resolved, downloaded if need be); in a cluster, a
+   * model not on this node's disk that another node holds goes to that node rather than being downloaded here.
+   */
   async route(field: unknown, ctx: ResolveContext = {}): Promise<ModelRoute> {
-    return this.backendRoute(field) ?? { kind: 'local', model: await this.deps.resolver.async(field, ctx) };
+    const backend = this.backendRoute(field);
+    if (backend) return backend;
+    const cluster = this.deps.cluster;
+    if (cluster && typeof field === 'string' && cluster.holders(field).length > 0) {
+      try {
+        return { kind: 'local', model: this.deps.resolver.sync(field) };
+      } catch (err) {
+        if (!(err instanceof ClientError) || err.status !== 404) throw err;
+        return { kind: 'peer', id: field };
+      }
+    }
+    return { kind: 'local', model: await this.deps.resolver.async(field, ctx) };
+  }
+
+  /** The upstream of a request forwarded to `node`'s proxy. */
+  private peerUpstream(cluster: Cluster, node: string, reason: string, upstreamModel: string | undefined, started: number): Upstream {
+    return {
+      target: cluster.target(node, this.deps.clients.closingSignal),
+      upstreamModel,
+      lease: undefined,
+      waitedMs: Date.now() - started,
+      label: `node ${node}`,
+      node,
+      logFields: () => ({ node, placedBy: reason }),
+      release: () => {},
+    };
   }
 
   /**
@@ -129,22 +164,15 @@ export class PromptPipeline {
     }
     const started = Date.now();
     const cluster = this.deps.cluster;
+    if (route.kind === 'peer') {
+      const node = cluster?.holders(route.id, exclude)[0];
+      if (!cluster || !node) throw new PoolError(503, 'node_down', `model "${route.id}" is on no other node that answers (and not on this one's disk)`, 5);
+      return this.peerUpstream(cluster, node, `holds "${route.id}" on its disk`, undefined, started);
+    }
     if (cluster && !stay) {
       const choice = await cluster.choose(route.model, exclude);
-      if (choice.kind === 'peer') {
-        const node = choice.node;
-        return {
-          target: cluster.target(node, this.deps.clients.closingSignal),
-          // A variant (its own context, embeddings) is named by its id; anything else as the client wrote it.
-          upstreamModel: route.model.variantOf ? route.model.id : undefined,
-          lease: undefined,
-          waitedMs: Date.now() - started,
-          label: `node ${node}`,
-          node,
-          logFields: () => ({ node, placedBy: choice.reason }),
-          release: () => {},
-        };
-      }
+      // A variant (its own context, embeddings) is named by its id; anything else as the client wrote it.
+      if (choice.kind === 'peer') return this.peerUpstream(cluster, choice.node, choice.reason, route.model.variantOf ? route.model.id : undefined, started);
       // Over RPC: the local pool runs the model with the placement the cluster set up.
       if (choice.model) route = { kind: 'local', model: choice.model };
     }
@@ -178,7 +206,11 @@ export class PromptPipeline {
             return await run(upstream, attempt === 1);
           } catch (err) {
             if (!(err instanceof UpstreamUnsent) || attempt > 1 || signal.aborted) throw err;
-            if (upstream.node) failedNodes.add(upstream.node);
+            if (upstream.node) {
+              failedNodes.add(upstream.node);
+              // Its answer overrides what this node guessed: its fresh state for the next decisions.
+              void this.deps.cluster?.peers.refresh(upstream.node);
+            }
             log?.warn({ model: routeId(route), ...upstream.logFields(), reason: err.message }, 'upstream failed before answering; sending the request again');
           } finally {
             upstream.release();

@@ -1,5 +1,5 @@
 import { loadConfig } from '../config/index.js';
-import { locateLlamaTools, managedBuildDir, missingBuildPrerequisites, NODE_LLAMA_CPP_VERSION, resolveBackend } from '../llamacpp/index.js';
+import { locateLlamaTools, managedBuildDir, missingBuildPrerequisites, NODE_LLAMA_CPP_VERSION, resolveBackend, supportsRpc } from '../llamacpp/index.js';
 import { run, which } from '../util/exec.js';
 import { PACKAGE_VERSION } from '../util/version.js';
 
@@ -43,6 +43,9 @@ export async function doctorCommand(flags: DoctorFlags): Promise<void> {
       version: (await firstLines(tools.server, ['--version'], 1)).replace(/^version:\s*/, ''),
       devices: await firstLines(tools.server, ['--list-devices'], 20),
       fitParams: tools.fitParams ?? null,
+      // What a cluster node needs to lend devices over llama.cpp RPC (cluster.rpcHost) and to head such a model.
+      rpcServer: tools.rpcServer ?? 'not found (lends no devices over RPC)',
+      rpc: (await supportsRpc(tools.server)) ? 'llama-server has --rpc' : 'llama-server lacks --rpc (built without GGML_RPC)',
     };
   } else {
     report.llamaServer = tools ? tools : 'not found (run `llama-smart-proxy setup`, or set llamaServer.binary / LLAMA_SERVER)';

@@ -55,6 +55,8 @@ interface Pending {
 
 /** How long a placement sent to a peer counts as under way there without its state confirming it. */
 const PENDING_MS = 10_000;
+/** How long the list of models on this disk is kept. */
+const MODELS_TTL_MS = 2000;
 
 export interface ClusterNodeReport {
   name: string;
@@ -76,6 +78,7 @@ export class Cluster {
   readonly name: string;
   readonly peers: Peers;
   private readonly pending = new Map<string, Pending>();
+  private models: { at: number; ids: string[] } | undefined;
   private readonly rpcLeases = new Map<string, RpcLease>();
   /** RPC placements being set up, by model id: requests that come meanwhile wait for the same one. */
   private readonly rpcStarting = new Map<string, Promise<ResolvedModel>>();
@@ -113,10 +116,20 @@ export class Cluster {
       monitor: d.monitor,
       placer: d.placer,
       hostMemory: d.hostMemory,
-      models: d.models,
+      models: () => this.modelsOnDisk(),
       rpc: d.lendsRpc ?? false,
       fresh,
     });
+  }
+
+  /**
+   * The models on this disk, listed at most once per MODELS_TTL_MS: listing stats every configured file and reads
+   * the Hub cache, too much for every request's decision.
+   */
+  private modelsOnDisk(): string[] {
+    const now = Date.now();
+    if (!this.models || now - this.models.at > MODELS_TTL_MS) this.models = { at: now, ids: this.deps.models() };
+    return this.models.ids;
   }
 
   /** The peers that answer, as planner views, with placements this node sent them and they have not shown yet. */
@@ -282,6 +295,19 @@ export class Cluster {
   /** The instances other nodes run (for /v1/models, /api/ps), as they last told. */
   peerInstances(): { node: string; instance: NodeState['instances'][number] }[] {
     return this.peers.up().flatMap((r) => r.state!.instances.map((instance) => ({ node: r.state!.node, instance })));
+  }
+
+  /**
+   * The nodes (up, not in `exclude`) that hold `id` on their disk or run it, least busy first: where a model this
+   * node cannot resolve is sent.
+   */
+  holders(id: string, exclude: ReadonlySet<string> = new Set()): string[] {
+    return this.peers
+      .up()
+      .map((r) => r.state!)
+      .filter((s) => !exclude.has(s.node) && (s.models.includes(id) || s.instances.some((i) => i.modelId === id && i.state !== 'stopping')))
+      .sort((a, b) => a.queued - b.queued || a.node.localeCompare(b.node))
+      .map((s) => s.node);
   }
 
   /** Model ids other nodes hold on their disks, with the nodes that hold each. */

@@ -7,7 +7,7 @@ import { statSync } from 'node:fs';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GpuConfig } from '../config/index.js';
-import { estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo, type Device, type EstimateSettings, type ModelInfo } from '../estimate/index.js';
+import { DEFAULT_RUNTIME_BYTES, estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo, type Device, type EstimateSettings, type ModelInfo } from '../estimate/index.js';
 import { readGgufModelHeaderSync } from '../gguf/index.js';
 import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
@@ -75,6 +75,19 @@ export function estimatorCost(info: ModelInfo, settings: EstimateSettings, overh
   };
 }
 
+/**
+ * A cost function estimated with the default CUDA runtime, for a node that learned its own (null: none): the
+ * runtime is a fixed term of each GPU's overhead (estimate/overhead.ts), so only that term changes.
+ */
+export function runtimeAdjusted(base: (c: Candidate) => Cost, runtimeBytes: number | null): (c: Candidate) => Cost {
+  if (runtimeBytes === null) return base;
+  const delta = runtimeBytes - DEFAULT_RUNTIME_BYTES.cuda;
+  return (c) => {
+    const cost = base(c);
+    return { gpuBytes: cost.gpuBytes.map((b) => b + delta), hostBytes: cost.hostBytes };
+  };
+}
+
 interface CachedInfo {
   mtimeMs: number;
   size: number;
@@ -117,9 +130,10 @@ export class PlacementService {
    * The cost function of one model under one set of settings, kept across decisions (a model placed again, or
    * re-planned after an eviction, costs no new estimates). A few dozen models at most; oldest dropped first.
    */
-  private costFor(file: string, info: ModelInfo, settings: EstimateSettings, learned: number | undefined = this.runtime.bytes()): (c: Candidate) => Cost {
-    // A fixed overhead (gpu.overheadMiB) wins; else the runtime learned from our instances, once there is one.
-    const runtime = learned;
+  private costFor(file: string, info: ModelInfo, settings: EstimateSettings, learned: number | null = this.runtime.bytes() ?? null): (c: Candidate) => Cost {
+    // A fixed overhead (gpu.overheadMiB) wins; else the runtime learned from our instances, once there is one
+    // (null: none learned, the estimator's default).
+    const runtime = learned ?? undefined;
     const overhead = this.settings.overheadMiB !== undefined ? { overheadBytes: this.settings.overheadMiB * MIB } : runtime !== undefined ? { runtimeBytes: runtime } : {};
     const key = `${file}|${JSON.stringify(settings)}|${JSON.stringify(overhead)}`;
     let entry = this.costs.get(key);
@@ -136,7 +150,10 @@ export class PlacementService {
    * that node learned from its own instances (null: none learned yet).
    */
   costOn(model: ResolvedModel, info: ModelInfo, runtimeBytes: number | null): (c: Candidate) => Cost {
-    return this.costFor(model.file, info, estimateSettings(model.ctx, model.parallel, model.args), runtimeBytes ?? undefined);
+    // The runtime is a fixed term per GPU (overhead.ts): every node shares one cost function (one set of
+    // estimates per decision, not one per node) and adds its own runtime's difference to each GPU.
+    const base = this.costFor(model.file, info, estimateSettings(model.ctx, model.parallel, model.args), null);
+    return this.settings.overheadMiB !== undefined ? base : runtimeAdjusted(base, runtimeBytes);
   }
 
   /**

@@ -24,7 +24,7 @@ const CTX = 1024;
 const TOKEN = 'cluster-test-token-0123456789';
 const KEY = 'client-key-1';
 const CLI = ['--import', pathToFileURL(path.resolve('node_modules/tsx/dist/loader.mjs')).href, path.resolve('src/cli/main.ts')];
-const SEEDS = [31, 32, 33, 34, 35];
+const SEEDS = [31, 32, 33, 34, 35, 36];
 const MODELS = ['a', 'b', 'c', 'd', 'e'];
 
 function freePort(): Promise<number> {
@@ -76,7 +76,11 @@ export default {
       server: { host: '127.0.0.1', port: ports[name]!, apiKeys: [KEY] },
       pool: { size: 4, portRange: instancePorts(index) },
       gpu: { source: 'simulated' as const, forceSimulated: true, simulated: gpus.map((g, i) => ({ name: `Sim ${name}${i}`, memoryMiB: Math.ceil(needMiB * g) })), reserveMiB: 0, overheadMiB: 1 },
-      models: Object.fromEntries(MODELS.map((m, i) => [m, { path: files[SEEDS[i]!]!, ctx: CTX }])),
+      models: {
+        ...Object.fromEntries(MODELS.map((m, i) => [m, { path: files[SEEDS[i]!]!, ctx: CTX }])),
+        // A model only node c knows.
+        ...(name === 'c' ? { 'only-c': { path: files[36]!, ctx: CTX } } : {}),
+      },
       agents: { dir: agents.root },
       cluster: {
         node: `node-${name}`,
@@ -223,6 +227,15 @@ export default {
     expect(agent.headers.get('x-llama-smart-proxy-node')).toBe('node-c');
     expect(agent.json.x_counted).toBe(1);
     expect(readFileSync(countFile, 'utf8')).toBe('run\n');
+  });
+
+  it('a model only another node holds is served there; one no node holds is a 404 at the entry', async () => {
+    const r = await chat('a', 'only-c');
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.headers.get('x-llama-smart-proxy-node')).toBe('node-c');
+    const none = await chat('a', 'nowhere');
+    expect(none.status).toBe(404);
+    expect(none.headers.get('x-llama-smart-proxy-node')).toBe('node-a');
   });
 
   it('a node killed with SIGKILL: the next request is served elsewhere within 5 s, nothing of it is left, and it rejoins', async () => {

@@ -177,7 +177,7 @@ describe.skipIf(reason !== '')(`llama.cpp RPC on loopback${reason ? ` (skipped: 
       await servers.stopAll();
       await new Promise<void>((ok) => blocker.close(() => ok()));
     }
-  }, 30_000);
+  }, 60_000);
 
   it('refuses to bind every interface (no authentication), host names and IPv6', () => {
     for (const host of ['0.0.0.0', '::', '[::]']) {
@@ -272,5 +272,5 @@ describe.skipIf(reason !== '')(`llama.cpp RPC on loopback${reason ? ` (skipped: 
     expect(res.statusCode).toBe(503);
     expect(res.json()).toMatchObject({ error: { code: 'rpc_unavailable', message: expect.stringMatching(/lends no devices over RPC: cluster.rpcHost is not set/) } });
     await off.close();
-  }, 30_000);
+  }, 60_000);
 });
