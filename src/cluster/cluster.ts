@@ -8,6 +8,7 @@ import type { Config } from '../config/index.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import type { InstanceRpc, ResolvedModel } from '../models/index.js';
 import type { HostMemory, PlacementService } from '../placement/service.js';
+import type { PlannerSettings } from '../placement/types.js';
 import { PoolError } from '../pool/errors.js';
 import type { Pool } from '../pool/pool.js';
 import { readLocalState } from './local-state.js';
@@ -157,6 +158,10 @@ export class Cluster {
     const peers = this.peerViews();
     const local = viewOf(await this.localState(false), true);
     const placer = this.deps.placer;
+    const fallback: PlannerSettings = { strategy: 'single-gpu-preferred', fit: 'best', reserveBytes: 0, maxUtilization: 100, maxMemoryUsedFraction: 1, partialOffload: false, cpuFallback: true };
+    // Most requests are for a model that runs somewhere: decided without reading its header or estimating.
+    const running = planCluster({ modelId: model.id, nLayers: 0, nodes: [local, ...peers], estimateFor: undefined, settings: fallback, exclude });
+    if (running.kind === 'node' && running.tier === 'running') return running;
     let estimateFor: ((node: NodeView) => ReturnType<PlacementService['costOn']>) | undefined;
     let rpcCost: RpcCost | undefined;
     let nLayers = 0;
@@ -170,7 +175,7 @@ export class Cluster {
         estimateFor = undefined;
       }
     }
-    const settings = placer?.plannerSettings() ?? { strategy: 'single-gpu-preferred', fit: 'best', reserveBytes: 0, maxUtilization: 100, maxMemoryUsedFraction: 1, partialOffload: false, cpuFallback: true };
+    const settings = placer?.plannerSettings() ?? fallback;
     return planCluster({
       modelId: model.id,
       nLayers,
