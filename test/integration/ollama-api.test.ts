@@ -117,7 +117,7 @@ describe.skipIf(!tools.server)(`the official ollama client against the proxy${to
     const lines = record.text.trim().split('\n').map((l) => JSON.parse(l) as { done: boolean; eval_count?: number });
     expect(lines.at(-1)).toMatchObject({ done: true, eval_count: lines.length - 1 });
     // arrived in pieces over the generation, the first one early
-    expect(record.chunks.length).toBeGreaterThan(5);
+    expect(record.chunks.length).toBeGreaterThan(2);
     expect(record.chunks[0]!.at - started).toBeLessThan((record.endedAt - started) / 2);
 
     const predicted = async () => {
