@@ -56,6 +56,12 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
   const errors = new client.Counter({ name: `${prefix}key_errors_total`, help: 'Requests per API key answered with an error status (4xx, 5xx)', labelNames: ['key', 'model'], registers: [registry] });
   const tokens = new client.Counter({ name: `${prefix}key_tokens_total`, help: 'Tokens per API key, model and direction (prompt: in, completion: out)', labelNames: ['key', 'model', 'direction'], registers: [registry] });
 
+  const countRefused = (key: string, model: string) => {
+    usage.record(key, model, { requests: 1, errors: 1 });
+    requests.inc({ key, model });
+    errors.inc({ key, model });
+  };
+
   app.addHook('preHandler', async (request, reply) => {
     const key = knownKeyOf(request);
     if (!key) return;
@@ -69,13 +75,12 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
     const field = requestedModel(request);
     if (field === undefined || adminOnly(request.method, request.url)) return;
     if (!modelAllowed(key.policy.models, modelNames(field, config))) {
+      countRefused(key.name, field);
       return refuse(403, `key "${key.name}" may not use model "${field}" (its models: ${(key.policy.models ?? []).join(', ')})`, 'model_not_allowed');
     }
     const decision = limiter.tryStart(key.name, key.policy);
     if (!decision.ok) {
-      usage.record(key.name, field, { requests: 1, errors: 1 });
-      requests.inc({ key: key.name, model: field });
-      errors.inc({ key: key.name, model: field });
+      countRefused(key.name, field);
       return refuse(429, decision.message, `${decision.limit}_exceeded`, decision.retryAfterS);
     }
     reply.raw.once('close', () => {
