@@ -113,4 +113,20 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
     expect(metrics).toContain(`llama_smart_proxy_key_tokens_total{key="alice",model="tiny-a",direction="completion"} ${a.completionTokens}`);
     expect(metrics).toContain(`llama_smart_proxy_key_errors_total{key="alice",model="other"} 3`);
   });
+
+  it('counts the tokens of Ollama and Anthropic answers too', async () => {
+    type Usage = { keys: Record<string, Record<string, { promptTokens: number; completionTokens: number }>> };
+    const read = async () => ((await (await fetch(`${t.url}/usage?key=ops`, { headers: bearer('k-ops') })).json()) as Usage).keys.ops?.['tiny-a'] ?? { promptTokens: 0, completionTokens: 0 };
+    const b0 = await read();
+    const l = await postJson(`${t.url}/api/chat`, ollamaChat('tiny-a'), bearer('k-ops'));
+    expect(l.status).toBe(200);
+    const b1 = await read();
+    expect(b1.promptTokens - b0.promptTokens).toBe(l.json.prompt_eval_count);
+    expect(b1.completionTokens - b0.completionTokens).toBe(l.json.eval_count);
+    const a = await postJson(`${t.url}/v1/messages`, anthropicChat('tiny-a'), bearer('k-ops'));
+    expect(a.status).toBe(200);
+    const b2 = await read();
+    expect(b2.promptTokens - b1.promptTokens).toBe(a.json.usage.input_tokens);
+    expect(b2.completionTokens - b1.completionTokens).toBe(a.json.usage.output_tokens);
+  });
 });
