@@ -14,15 +14,23 @@ import { KeyLimiter } from '../policy/limiter.js';
 import { UsageBook } from '../policy/usage.js';
 import { knownKeyOf } from './auth.js';
 import { errorBodyFor } from './errors.js';
+import { boundaryOf, formField } from './transcriptions.js';
 import type { ProxyApp } from './types.js';
 
-/** The model a request names: the JSON body's `model` (Ollama: or `name`), else the `?model=` query. */
+/** The model a request names: the JSON body's `model` (Ollama: or `name`), a multipart form's, else `?model=`. */
 export function requestedModel(request: FastifyRequest): string | undefined {
   const json = request.parsedBody?.json;
   if (json && typeof json === 'object' && !Array.isArray(json)) {
     const b = json as Record<string, unknown>;
     const m = b.model ?? (request.url.startsWith('/api/') ? b.name : undefined);
     if (typeof m === 'string' && m !== '') return m;
+  }
+  // A transcription's multipart form: its "model" field, read from the part headers only.
+  const boundary = boundaryOf(request.headers['content-type']);
+  const raw = request.parsedBody?.raw;
+  if (boundary && raw && json === undefined) {
+    const m = formField(raw, boundary, 'model')?.trim();
+    if (m) return m;
   }
   const q = request.query as Record<string, unknown> | undefined;
   return typeof q?.model === 'string' ? q.model : undefined;

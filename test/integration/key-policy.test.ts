@@ -43,6 +43,12 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
     expect(a.json).toMatchObject({ type: 'error', error: { type: 'permission_error', message: expect.stringContaining('"alice"') } });
     const l = await postJson(`${t.url}/api/chat`, ollamaChat('other'), bearer('k-alice'));
     expect(l).toMatchObject({ status: 403, json: { error: expect.stringContaining('"alice"') } });
+    const form = new FormData();
+    form.append('model', 'other');
+    form.append('file', new Blob([new Uint8Array(16)]), 'a.wav');
+    const tr = await fetch(`${t.url}/v1/audio/transcriptions`, { method: 'POST', headers: bearer('k-alice'), body: form });
+    expect(tr.status).toBe(403);
+    expect(((await tr.json()) as { error: { message: string } }).error.message).toContain('"alice"');
     const ok = await postJson(`${t.url}/v1/chat/completions`, openaiChat('tiny-a'), bearer('k-alice'));
     expect(ok.status).toBe(200);
   });
@@ -111,7 +117,7 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
     const metrics = await (await fetch(`${t.url}/metrics`, { headers: bearer('k-ops') })).text();
     expect(metrics).toContain(`llama_smart_proxy_key_requests_total{key="alice",model="tiny-a"} ${a.requests}`);
     expect(metrics).toContain(`llama_smart_proxy_key_tokens_total{key="alice",model="tiny-a",direction="completion"} ${a.completionTokens}`);
-    expect(metrics).toContain(`llama_smart_proxy_key_errors_total{key="alice",model="other"} 3`);
+    expect(metrics).toContain(`llama_smart_proxy_key_errors_total{key="alice",model="other"} 4`);
   });
 
   it('counts the tokens of Ollama and Anthropic answers too', async () => {
