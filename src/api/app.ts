@@ -25,7 +25,8 @@ import { connectionOptions, guardConnections } from './connections.js';
 import { registerCors } from './cors.js';
 import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
-import { registerMetrics } from './metrics.js';
+import { METRICS_PREFIX, registerMetrics } from './metrics.js';
+import { registerKeyPolicy } from './policy-hook.js';
 import { modelResolver } from './model-resolution.js';
 import { OllamaBackend } from './ollama/backend.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
@@ -92,13 +93,15 @@ export function buildApp(deps: AppDeps): ProxyApp {
 
   // Before the routes, so their request hooks see all of them; metrics first, so refused requests count too.
   const placer = deps.placer;
-  registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, cluster: deps.cluster, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
+  const registry = registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, cluster: deps.cluster, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
   // Before the key check: a preflight carries no key.
   registerCors(app, config.server.cors.origins);
   // Before the key check too: a request another node forwards carries the cluster token, not a client's key.
   const cluster = deps.cluster;
   const trusted = cluster ? registerClusterRoutes(app, cluster, config.cluster.token) : undefined;
-  const hasKey = registerApiKeys(app, config.server.apiKeys, trusted);
+  const hasKey = registerApiKeys(app, config.server.apiKeys, trusted, config.server.keys);
+  // After the key check: each key's role, models and limits; its accounting (/usage, per-key /metrics).
+  registerKeyPolicy(app, config, registry, METRICS_PREFIX);
   if (cluster && deps.rpc) registerRpcRoutes(app, deps.rpc.servers, deps.rpc.options);
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });

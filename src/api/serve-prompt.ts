@@ -14,6 +14,7 @@ import { ClientError } from '../models/index.js';
 import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
 import { bodyObject, clientGone } from './body.js';
 import { describeError } from './errors.js';
+import { countTokens, UsageTail } from './policy-hook.js';
 import { progressStarted } from './model-resolution.js';
 import { keepModelAndStream, routeId, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
 import { forward, OPENAI_ERRORS, writeRawError, type BodyTransform, type ErrorFormat } from './upstream.js';
@@ -91,6 +92,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
           // The backend knows the model by its own name: the only case where a plain request is re-serialized.
           body = options.body?.(upstream) ?? (upstream.upstreamModel !== undefined ? JSON.stringify({ ...bodyObject(request), model: upstream.upstreamModel }) : request.parsedBody?.raw);
         }
+        const tail = new UsageTail();
         const result = await forward(
           upstream.target,
           {
@@ -100,10 +102,13 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
             headers: request.headers,
             retryable,
             errors,
+            tap: (chunk) => tail.push(chunk),
             ...(options.transform ? { transform: options.transform(() => upstream.release()) } : {}),
           },
           reply.raw,
         );
+        const used = tail.tokens();
+        countTokens(request, used.prompt, used.completion);
         request.log.info(
           { model: routeId(route), ...upstream.logFields(), path: target.path, status: result.status, outcome: result.outcome, waitedMs: upstream.waitedMs, ms: Date.now() - started, ...options.logFields?.() },
           'proxied',

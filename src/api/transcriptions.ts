@@ -9,7 +9,7 @@ import { proxyTo } from './serve-prompt.js';
 import type { ProxyApp } from './types.js';
 
 /** The multipart boundary of a content type, or undefined. */
-function boundaryOf(contentType: string | undefined): string | undefined {
+export function boundaryOf(contentType: string | undefined): string | undefined {
   const m = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? '');
   return m ? (m[1] ?? m[2]) : undefined;
 }

@@ -194,6 +194,8 @@ export interface ForwardRequest {
    * instead of writing the error: the caller sends the request again.
    */
   retryable?: boolean;
+  /** Sees every chunk sent to the client (token accounting reads the end of the answer). */
+  tap?: (chunk: Buffer | string) => void;
 }
 
 export interface ForwardResult {
@@ -375,6 +377,7 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
     try {
       for await (const chunk of body) {
         bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+        req.tap?.(chunk);
         // Respect the client's pace: stop reading upstream while the client's buffer is full.
         if (!res.write(chunk) && !res.destroyed) await once(res, 'drain', { signal: upstreamSignal });
       }

@@ -229,6 +229,31 @@ const ClusterSchema = z
   })
   .prefault({});
 
+/** One API key with its policy (issue 15): who it is (name), what it may use, how much. */
+export const ApiKeySchema = z
+  .object({
+    /** Shown in errors, logs, /metrics and /usage (never the key). */
+    name: z.string().min(1, 'a key needs a name').max(64).regex(/^[A-Za-z0-9_.@-]+$/, 'a key name is letters, digits, "_", ".", "@" or "-"'),
+    key: z.string().min(1, 'an API key cannot be empty').optional(),
+    /** The key's SHA-256 in hex, so the config holds no secret. */
+    keySha256: z.string().regex(/^[0-9a-fA-F]{64}$/, 'keySha256 is 64 hex digits (the SHA-256 of the key)').optional(),
+    /** Globs over model ids (`*` any run of characters); absent: every model. */
+    models: z.array(z.string().min(1)).optional(),
+    /** Requests of this key in flight at once. */
+    maxConcurrent: z.number().int().positive().optional(),
+    requestsPerMinute: z.number().int().positive().optional(),
+    /** Prompt + completion tokens per UTC day; new requests are refused once over. */
+    tokensPerDay: z.number().int().positive().optional(),
+    priority: z.enum(['low', 'normal', 'high']).default('normal'),
+    /** Requests of this key that may wait at once (besides the global pool.maxQueue). */
+    maxQueue: z.number().int().nonnegative().optional(),
+    role: z.enum(['user', 'admin']).default('user'),
+  })
+  .strict()
+  .superRefine((k, ctx) => {
+    if ((k.key === undefined) === (k.keySha256 === undefined)) ctx.addIssue({ code: 'custom', path: ['key'], message: `key "${k.name}": give exactly one of "key" and "keySha256"` });
+  });
+
 export const ConfigSchema = z
   .object({
     server: z
@@ -239,6 +264,17 @@ export const ConfigSchema = z
         bodyLimitMiB: z.number().positive().default(32),
         /** When any: every request but GET /health and GET / must carry one (Authorization: Bearer, or x-api-key). */
         apiKeys: z.array(z.string().min(1, 'an API key cannot be empty')).default([]),
+        /** Keys with a name, a role and limits; `apiKeys` are admin keys without limits. */
+        keys: z
+          .array(ApiKeySchema)
+          .default([])
+          .superRefine((keys, ctx) => {
+            const seen = new Set<string>();
+            keys.forEach((k, i) => {
+              if (seen.has(k.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `key name "${k.name}" is used twice` });
+              seen.add(k.name);
+            });
+          }),
         /** Seconds to receive a request's headers (from its first byte, or from the connection); 0 = no limit. */
         headersTimeout: seconds.default(30),
         /** Seconds to receive a whole request, body included (not its answer, which may stream for minutes); 0 = no limit. */
@@ -360,6 +396,7 @@ export const ConfigSchema = z
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type ParsedConfig = z.output<typeof ConfigSchema>;
 export type ModelEntry = z.output<typeof ModelEntrySchema>;
+export type ApiKeyConfig = z.output<typeof ApiKeySchema>;
 export type GpuConfig = z.output<typeof GpuSchema>;
 export type AgentsConfig = z.output<typeof AgentsSchema>;
 export type HubConfig = z.output<typeof HubSchema>;

@@ -21,6 +21,7 @@ import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
+import { countTokens } from '../policy-hook.js';
 import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
 import { keepModelAndStream, routeId, type BackendRoute, type ExchangeOptions, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
 import type { ProxyApp } from '../types.js';
@@ -103,6 +104,19 @@ function isEmptyPrompt(kind: OllamaKind, body: Record<string, unknown>): boolean
 
 function wantsImages(kind: OllamaKind, body: Record<string, unknown>): boolean {
   return kind === 'chat' ? Array.isArray(body.messages) && hasImages(body.messages as OllamaMessage[]) : hasImages(undefined, body.images);
+}
+
+/** Passes SSE batches on; the last `usage` seen (include_usage's final chunk) is counted once they end. */
+async function* usageOf(batches: AsyncIterable<SseEvent[]>, count: (prompt: number, completion: number) => void): AsyncGenerator<SseEvent[]> {
+  let usage: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined;
+  try {
+    for await (const batch of batches) {
+      for (const e of batch) if (e.data && typeof e.data.usage === 'object' && e.data.usage !== null) usage = e.data.usage as typeof usage;
+      yield batch;
+    }
+  } finally {
+    if (usage) count(Number(usage.prompt_tokens) || 0, Number(usage.completion_tokens) || 0);
+  }
 }
 
 async function* fromArray<T>(items: readonly T[]): AsyncGenerator<T> {
@@ -281,7 +295,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             }
             const times = () => ({ totalNs: nanosSince(startNs), loadNs: upstream.waitedMs * 1e6 });
             // The instance is free as soon as its answer has been read (before whole-answer hooks run).
-            const batches = parseSseStream(whenDone(res.body as AsyncIterable<Buffer>, () => upstream.release()));
+            const batches = usageOf(parseSseStream(whenDone(res.body as AsyncIterable<Buffer>, () => upstream.release())), (p, c) => countTokens(request, p, c));
             let outcome: string;
             if (stream) {
               reply.hijack();
