@@ -54,15 +54,25 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
   });
 
   it('maxConcurrent: a second request while one is in flight is 429 with Retry-After', async () => {
-    await postJson(`${t.url}/models/unload`, {}, bearer('k-ops'));
-    // the first request waits for the model to load: in flight meanwhile
-    const first = postJson(`${t.url}/v1/chat/completions`, openaiChat('tiny-a'), bearer('k-one'));
-    await new Promise((r) => setTimeout(r, 150));
+    // The first request is a long stream, in flight until the client leaves (no timing to rely on).
+    const abort = new AbortController();
+    const first = await fetch(`${t.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer('k-one') },
+      body: JSON.stringify({ ...openaiChat('tiny-a'), max_tokens: 100_000, stream: true }),
+      signal: abort.signal,
+    });
+    expect(first.status).toBe(200);
+    const reader = first.body!.getReader();
+    await reader.read();
     const second = await postJson(`${t.url}/api/chat`, ollamaChat('tiny-a'), bearer('k-one'));
     expect(second.status).toBe(429);
     expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(second.json.error).toContain('maxConcurrent');
-    expect((await first).status).toBe(200);
+    abort.abort();
+    await reader.cancel().catch(() => {});
+    // Its slot comes back once the stream is gone.
+    await new Promise((r) => setTimeout(r, 200));
     expect((await postJson(`${t.url}/v1/chat/completions`, openaiChat('tiny-a'), bearer('k-one'))).status).toBe(200);
   });
 
