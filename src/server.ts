@@ -67,6 +67,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   const pool = new Pool({
     capacity: config.pool.size,
     maxQueue: config.pool.maxQueue,
+    fairness: config.pool.fairness,
     queueTimeoutMs: config.pool.queueTimeout * 1000,
     drainTimeoutMs: config.pool.drainTimeout * 1000,
     launcher: new LlamaServerLauncher(tools.server, config),

@@ -11,6 +11,7 @@ import { MemoryLogParser, type MemoryFootprint } from '../llamacpp/memory-log.js
 import type { InstancePlacement, Ledger, PlaceDecision } from '../placement/service.js';
 import type { RunningInstance } from '../placement/types.js';
 import { planSchedule, type EntryState } from './schedule.js';
+import type { FairWaiter } from './fair-queue.js';
 
 /** Creates (does not start) the process for a model on a port, with its placement when GPUs are managed. */
 export interface InstanceLauncher {
@@ -36,6 +37,9 @@ export interface PortSource {
 export interface PoolOptions {
   capacity: number;
   maxQueue: number;
+  /** pool.fairness: an instance takes at most its slots (--parallel) and waiters are served across keys by
+   *  weighted fair queueing (fair-queue.ts). Off: a ready instance takes every request (llama-server queues). */
+  fairness?: boolean;
   queueTimeoutMs: number;
   launcher: InstanceLauncher;
   ports: PortSource;
@@ -83,6 +87,8 @@ interface Entry {
 
 interface Waiter {
   model: ResolvedModel;
+  /** Who waits (fair queueing across keys); undefined counts as one anonymous key. */
+  key?: FairWaiter;
   enqueuedAt: number;
   resolve: (lease: Lease) => void;
   reject: (err: Error) => void;
@@ -193,6 +199,8 @@ export class Pool extends EventEmitter {
   private gpuLockChain: Promise<void> = Promise.resolve();
   private readonly sweeper: NodeJS.Timeout;
   private readonly log: NonNullable<PoolOptions['log']>;
+  /** Keys' virtual times for fair queueing, from the last plan. */
+  private vtime = new Map<string, number>();
 
   constructor(private readonly options: PoolOptions) {
     super();
@@ -210,14 +218,15 @@ export class Pool extends EventEmitter {
   }
 
   /** Waits until an instance serving `model` is ready and returns a lease on it. */
-  acquire(model: ResolvedModel, signal?: AbortSignal): Promise<Lease> {
+  acquire(model: ResolvedModel, signal?: AbortSignal, key?: FairWaiter): Promise<Lease> {
     if (this.closed) return Promise.reject(new PoolError(503, 'shutting_down', 'the proxy is shutting down'));
     const blocked = this.backoff(model.id);
     if (blocked) return Promise.reject(blocked);
     // Fast path: the model is ready and nobody waits ahead: no queue entry, no timer.
     if (this.queue.length === 0) {
       for (const entry of this.entries.values()) {
-        if (entry.state === 'ready' && entry.instance && entry.model.id === model.id) return Promise.resolve(this.lease(entry, entry.instance, model));
+        const hasSlot = !this.options.fairness || entry.inFlight < Math.max(1, entry.model.parallel);
+        if (entry.state === 'ready' && entry.instance && entry.model.id === model.id && hasSlot) return Promise.resolve(this.lease(entry, entry.instance, model));
       }
     }
     if (this.queue.length >= this.options.maxQueue) {
@@ -237,6 +246,7 @@ export class Pool extends EventEmitter {
       };
       const waiter: Waiter = {
         model,
+        ...(key ? { key } : {}),
         enqueuedAt: Date.now(),
         resolve,
         reject,
@@ -284,12 +294,18 @@ export class Pool extends EventEmitter {
   private schedule(): void {
     if (this.closed) return;
     const entries = [...this.entries.values()];
+    const fair = this.options.fairness === true;
     const plan = planSchedule({
       capacity: this.options.capacity,
-      entries: entries.map((e) => ({ instanceId: e.instanceId, modelId: e.model.id, state: e.state, inFlight: e.inFlight, lastUsed: e.lastUsed, pinned: e.model.pinned })),
+      entries: entries.map((e) => ({
+        instanceId: e.instanceId, modelId: e.model.id, state: e.state, inFlight: e.inFlight, lastUsed: e.lastUsed, pinned: e.model.pinned,
+        ...(fair ? { slots: Math.max(1, e.model.parallel) } : {}),
+      })),
       waiters: this.queue.map((w) => w.model.id),
       blocked: [...this.memoryBlocked],
+      ...(fair ? { waiterKeys: this.queue.map((w) => w.key ?? { key: '', weight: 2 }), vtime: this.vtime } : {}),
     });
+    if (plan.vtime) this.vtime = plan.vtime;
     const served = new Set<number>();
     for (const { waiter: index, instanceId } of plan.serve) {
       const waiter = this.queue[index];

@@ -74,3 +74,25 @@ describe('planSchedule', () => {
     expect(planSchedule({ capacity, entries, waiters })).toEqual(plan);
   });
 });
+
+describe('planSchedule with slots and keys (fair queueing)', () => {
+  const slotted = (inFlight: number, slots = 2): EntryView => ({ ...entry('i1', 'a', 'ready', inFlight), slots });
+  const k = (key: string) => ({ key, weight: 2 });
+  it.each([
+    { name: 'a full instance serves nobody: they wait in the pool', entries: [slotted(2)], keys: undefined, waiters: 3, serve: [] },
+    { name: 'free slots go in arrival order without keys', entries: [slotted(1)], keys: undefined, waiters: 3, serve: [0] },
+    { name: 'no slots given: every waiter is served (fairness off)', entries: [entry('i1', 'a', 'ready', 5)], keys: undefined, waiters: 3, serve: [0, 1, 2] },
+    { name: 'a flood from A then one from B: B takes one of the two free slots', entries: [slotted(0)], keys: [k('A'), k('A'), k('A'), k('A'), k('B')], waiters: 5, serve: [0, 4] },
+  ])('$name', ({ entries, keys, waiters, serve }) => {
+    const plan = planSchedule({ capacity: 1, entries, waiters: Array(waiters).fill('a'), waiterKeys: keys });
+    expect(plan.serve).toEqual(serve.map((waiter) => ({ waiter, instanceId: 'i1' })));
+    expect(plan.start).toEqual([]);
+  });
+
+  it('carries the keys\' virtual times from plan to plan, so one freed slot at a time still alternates', () => {
+    const first = planSchedule({ capacity: 1, entries: [slotted(1)], waiters: ['a', 'a', 'a'], waiterKeys: [k('A'), k('A'), k('B')] });
+    expect(first.serve).toEqual([{ waiter: 0, instanceId: 'i1' }]);
+    const second = planSchedule({ capacity: 1, entries: [slotted(1)], waiters: ['a', 'a'], waiterKeys: [k('A'), k('B')], vtime: first.vtime });
+    expect(second.serve).toEqual([{ waiter: 1, instanceId: 'i1' }]);
+  });
+});
