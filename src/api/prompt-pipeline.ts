@@ -11,6 +11,8 @@ import type { Cluster } from '../cluster/cluster.js';
 import { NODE_HEADER } from '../cluster/peers.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import { PoolError } from '../pool/errors.js';
+import { PRIORITY_WEIGHT } from '../pool/fair-queue.js';
+import type { RequestKey } from './request-key.js';
 import type { Lease, Pool } from '../pool/pool.js';
 import type { ModelResolver, ResolveContext } from './model-resolution.js';
 import type { OllamaBackend } from './ollama/backend.js';
@@ -73,6 +75,8 @@ export interface ExchangeOptions {
   stay?: boolean;
   /** The client's response: told which node serves it (x-llama-smart-proxy-node) before anything is written. */
   res?: ServerResponse;
+  /** Who the request is for: its turn in the pool's fair queue (pool.fairness). */
+  key?: RequestKey;
 }
 
 /**
@@ -157,7 +161,7 @@ export class PromptPipeline {
    * Takes the upstream for one request: a lease on the model's instance (loading it if needed), the backend, or
    * (in a cluster) the proxy of the node the cluster planner picks, skipping nodes in `exclude`.
    */
-  async acquire(route: ModelRoute, signal: AbortSignal, exclude: ReadonlySet<string> = new Set(), stay = false): Promise<Upstream> {
+  async acquire(route: ModelRoute, signal: AbortSignal, exclude: ReadonlySet<string> = new Set(), stay = false, key?: RequestKey): Promise<Upstream> {
     if (route.kind === 'backend') {
       const url = route.backend.url;
       return { target: route.backend.target(), upstreamModel: route.name, lease: undefined, waitedMs: 0, label: url, logFields: () => ({ backend: url }), release: () => {} };
@@ -176,7 +180,7 @@ export class PromptPipeline {
       // Over RPC: the local pool runs the model with the placement the cluster set up.
       if (choice.model) route = { kind: 'local', model: choice.model };
     }
-    const lease = await this.deps.pool.acquire(route.model, signal);
+    const lease = await this.deps.pool.acquire(route.model, signal, key ? { key: key.name, weight: PRIORITY_WEIGHT[key.priority] } : undefined);
     return {
       target: this.deps.clients.target(lease.instance, route.model.parallel + 1),
       upstreamModel: undefined,
@@ -200,7 +204,7 @@ export class PromptPipeline {
         // Nodes that failed this request before answering: the second try goes elsewhere.
         const failedNodes = new Set<string>();
         for (let attempt = 1; ; attempt++) {
-          const upstream = await this.acquire(route, signal, failedNodes, options.stay);
+          const upstream = await this.acquire(route, signal, failedNodes, options.stay, options.key);
           if (this.deps.cluster && options.res && !options.res.headersSent) options.res.setHeader(NODE_HEADER, upstream.node ?? this.deps.cluster.name);
           try {
             return await run(upstream, attempt === 1);

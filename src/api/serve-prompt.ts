@@ -13,6 +13,7 @@ import { forwardedFrom } from '../cluster/forwarded.js';
 import { ClientError } from '../models/index.js';
 import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
 import { bodyObject, clientGone } from './body.js';
+import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
 import { countTokens, UsageTail } from './policy-hook.js';
 import { progressStarted } from './model-resolution.js';
@@ -115,7 +116,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
         );
       },
       request.log as Logger,
-      { stay: forwardedFrom(request) !== undefined, res: reply.raw },
+      { stay: forwardedFrom(request) !== undefined, res: reply.raw, key: requestKey(request) },
     );
   } catch (err) {
     // Before the reply was taken over (the first acquire): fastify's error handler answers.

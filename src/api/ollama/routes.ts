@@ -14,6 +14,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Cluster } from '../../cluster/cluster.js';
 import { forwardedFrom } from '../../cluster/forwarded.js';
+import { requestKey } from '../request-key.js';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
 import { ClientError, hubTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
@@ -170,7 +171,7 @@ async function gather(batches: AsyncIterable<SseEvent[]>, failure: (err: unknown
 
 /** A request another node forwarded is served here; every answer names its node. */
 function here(request: FastifyRequest, reply: FastifyReply): ExchangeOptions {
-  return { stay: forwardedFrom(request) !== undefined, res: reply.raw };
+  return { stay: forwardedFrom(request) !== undefined, res: reply.raw, key: requestKey(request) };
 }
 
 export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void {
