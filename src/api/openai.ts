@@ -26,6 +26,8 @@ const AGENT_PATHS: ReadonlySet<string> = new Set<AgentEndpoint>(['chat/completio
 const BACKEND_PATHS: ReadonlySet<string> = new Set(['chat/completions', 'completions', 'embeddings']);
 const MODEL_SCOPED_POST = ['/tokenize', '/detokenize', '/apply-template', '/infill'] as const;
 const MODEL_SCOPED_GET = ['/props', '/slots'] as const;
+/** llama-server endpoints that use no slot: they never wait in the fair queue for one. */
+const GENERATES_NOTHING = new Set<string>(['/tokenize', '/detokenize', '/apply-template', '/props', '/slots']);
 
 export interface OpenAIRouteDeps {
   config: Config;
@@ -44,7 +46,8 @@ function modelFromBody(request: FastifyRequest): unknown {
 
 export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void {
   const { config, pool, resolver, pipeline } = deps;
-  const proxyTo = (request: FastifyRequest, reply: FastifyReply, route: ModelRoute, target: Target) => forwardTo(pipeline, request, reply, route, target);
+  const proxyTo = (request: FastifyRequest, reply: FastifyReply, route: ModelRoute, target: Target) =>
+    forwardTo(pipeline, request, reply, route, target, GENERATES_NOTHING.has(target.path) ? { takesSlot: false } : {});
 
   for (const suffix of INFERENCE_PATHS) {
     const target = { method: 'POST' as const, path: `/v1/${suffix}` };

@@ -77,6 +77,8 @@ export interface ExchangeOptions {
   res?: ServerResponse;
   /** Who the request is for: its turn in the pool's fair queue (pool.fairness). */
   key?: RequestKey;
+  /** False for a request that generates nothing (tokenize, props, slots): it never waits for a free slot. */
+  takesSlot?: boolean;
 }
 
 /**
@@ -161,7 +163,7 @@ export class PromptPipeline {
    * Takes the upstream for one request: a lease on the model's instance (loading it if needed), the backend, or
    * (in a cluster) the proxy of the node the cluster planner picks, skipping nodes in `exclude`.
    */
-  async acquire(route: ModelRoute, signal: AbortSignal, exclude: ReadonlySet<string> = new Set(), stay = false, key?: RequestKey): Promise<Upstream> {
+  async acquire(route: ModelRoute, signal: AbortSignal, exclude: ReadonlySet<string> = new Set(), stay = false, key?: RequestKey, takesSlot = true): Promise<Upstream> {
     if (route.kind === 'backend') {
       const url = route.backend.url;
       return { target: route.backend.target(), upstreamModel: route.name, lease: undefined, waitedMs: 0, label: url, logFields: () => ({ backend: url }), release: () => {} };
@@ -180,7 +182,7 @@ export class PromptPipeline {
       // Over RPC: the local pool runs the model with the placement the cluster set up.
       if (choice.model) route = { kind: 'local', model: choice.model };
     }
-    const lease = await this.deps.pool.acquire(route.model, signal, key ? { key: key.name, weight: PRIORITY_WEIGHT[key.priority] } : undefined);
+    const lease = await this.deps.pool.acquire(route.model, signal, key ? { key: key.name, weight: PRIORITY_WEIGHT[key.priority] } : undefined, takesSlot);
     return {
       target: this.deps.clients.target(lease.instance, route.model.parallel + 1),
       upstreamModel: undefined,
@@ -204,7 +206,7 @@ export class PromptPipeline {
         // Nodes that failed this request before answering: the second try goes elsewhere.
         const failedNodes = new Set<string>();
         for (let attempt = 1; ; attempt++) {
-          const upstream = await this.acquire(route, signal, failedNodes, options.stay, options.key);
+          const upstream = await this.acquire(route, signal, failedNodes, options.stay, options.key, options.takesSlot);
           if (this.deps.cluster && options.res && !options.res.headersSent) options.res.setHeader(NODE_HEADER, upstream.node ?? this.deps.cluster.name);
           try {
             return await run(upstream, attempt === 1);

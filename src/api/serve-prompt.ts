@@ -43,6 +43,8 @@ export interface ProxyOptions {
   contentType?: string;
   /** The family's error shape for errors written after the reply was taken over (default OpenAI's). */
   errors?: ErrorFormat;
+  /** False for a request that generates nothing: it never waits for a free slot (pool.fairness). */
+  takesSlot?: boolean;
 }
 
 /**
@@ -116,7 +118,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
         );
       },
       request.log as Logger,
-      { stay: forwardedFrom(request) !== undefined, res: reply.raw, key: requestKey(request) },
+      { stay: forwardedFrom(request) !== undefined, res: reply.raw, key: requestKey(request), ...(options.takesSlot === false ? { takesSlot: false } : {}) },
     );
   } catch (err) {
     // Before the reply was taken over (the first acquire): fastify's error handler answers.

@@ -217,15 +217,19 @@ export class Pool extends EventEmitter {
     return this.queue.length;
   }
 
-  /** Waits until an instance serving `model` is ready and returns a lease on it. */
-  acquire(model: ResolvedModel, signal?: AbortSignal, key?: FairWaiter): Promise<Lease> {
+  /**
+   * Waits until an instance serving `model` is ready and returns a lease on it; with pool.fairness, one with a
+   * free slot (unless `takesSlot` is false: a request that generates nothing), in the fair queue's order.
+   */
+  acquire(model: ResolvedModel, signal?: AbortSignal, key?: FairWaiter, takesSlot = true): Promise<Lease> {
     if (this.closed) return Promise.reject(new PoolError(503, 'shutting_down', 'the proxy is shutting down'));
     const blocked = this.backoff(model.id);
     if (blocked) return Promise.reject(blocked);
     // Fast path: the model is ready and nobody waits ahead: no queue entry, no timer.
     if (this.queue.length === 0) {
       for (const entry of this.entries.values()) {
-        const hasSlot = !this.options.fairness || entry.inFlight < Math.max(1, entry.model.parallel);
+        // A request that generates nothing (tokenize, props, slots) never waits for a slot.
+        const hasSlot = !this.options.fairness || !takesSlot || entry.inFlight < Math.max(1, entry.model.parallel);
         if (entry.state === 'ready' && entry.instance && entry.model.id === model.id && hasSlot) return Promise.resolve(this.lease(entry, entry.instance, model));
       }
     }
