@@ -107,6 +107,16 @@ const HubSchema = z
   .strict()
   .prefault({});
 
+/** A model's request rules (see api/request-rules.ts). */
+export const RequestRulesSchema = z
+  .object({
+    defaults: z.record(z.string().min(1), z.unknown()).default({}),
+    force: z.record(z.string().min(1), z.unknown()).default({}),
+    strip: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+export type RequestRules = z.infer<typeof RequestRulesSchema>;
+
 export const ModelEntrySchema = z
   .object({
     /** A GGUF file; relative paths are taken from the config file's folder. */
@@ -132,6 +142,11 @@ export const ModelEntrySchema = z
     backend: z.literal('ollama').optional(),
     /** The model's name on the backend (default: the alias). */
     name: z.string().min(1).optional(),
+    /**
+     * Rules on the body llama-server receives (after any translation; field names are those of that body):
+     * `defaults` set when absent, `force` always set, `strip` removed.
+     */
+    rules: RequestRulesSchema.optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
