@@ -155,7 +155,7 @@ export const ModelEntrySchema = z
     }
     if (m.backend) {
       // The backend runs the model: nothing of ours to point at a file, place or pin.
-      const local: string[] = (['path', 'hf', 'ctx', 'parallel', 'ttl', 'gpu'] as const).filter((k) => m[k] !== undefined);
+      const local: string[] = (['path', 'hf', 'ctx', 'parallel', 'ttl', 'gpu', 'rules'] as const).filter((k) => m[k] !== undefined);
       if (m.args.length > 0) local.push('args');
       if (m.pinned) local.push('pinned');
       if (local.length > 0) ctx.addIssue({ code: 'custom', message: `is served by the ${m.backend} backend; ${local.join(', ')} only apply to models the proxy runs itself` });
