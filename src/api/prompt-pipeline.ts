@@ -4,6 +4,8 @@
  * session, and agents' own model calls (`context.complete`). The routes translate bodies and write answers in
  * their API's format around these steps.
  */
+import type { RequestRules } from '../config/schema.js';
+import { rulesEmpty } from './request-rules.js';
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { AgentSession, toJsonSafe, type AgentEndpoint, type AgentPlan, type AgentRegistry, type JsonObject, type ServingInstance } from '../agents/index.js';
@@ -38,6 +40,11 @@ export type ModelRoute = { kind: 'local'; model: ResolvedModel } | BackendRoute 
 /** The id agents and logs know a routed model by. */
 export function routeId(route: ModelRoute): string {
   return route.kind === 'local' ? (route.model.variantOf ?? route.model.id) : route.id;
+}
+
+/** The request rules of a routed model (only models the proxy runs have them). */
+export function routeRules(route: ModelRoute): RequestRules | undefined {
+  return route.kind === 'local' && !rulesEmpty(route.model.rules) ? route.model.rules : undefined;
 }
 
 /** An upstream taken for one request. */

@@ -17,7 +17,8 @@ import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
 import { countTokens, UsageTail } from './policy-hook.js';
 import { progressStarted } from './model-resolution.js';
-import { keepModelAndStream, routeId, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
+import { applyRequestRules } from './request-rules.js';
+import { keepModelAndStream, routeId, routeRules, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
 import { forward, OPENAI_ERRORS, writeRawError, type BodyTransform, type ErrorFormat } from './upstream.js';
 
 /** Where a request goes on its instance. */
@@ -92,8 +93,14 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
         hijacked = true;
         let body: string | Buffer | undefined;
         if (target.method === 'POST') {
-          // The backend knows the model by its own name: the only case where a plain request is re-serialized.
-          body = options.body?.(upstream) ?? (upstream.upstreamModel !== undefined ? JSON.stringify({ ...bodyObject(request), model: upstream.upstreamModel }) : request.parsedBody?.raw);
+          // The backend knows the model by its own name, or the model has request rules: the only cases where a plain
+          // request is re-serialized (no rules and no rename: the raw bytes, untouched).
+          const rules = routeRules(route);
+          if (options.body) body = rules ? JSON.stringify(applyRequestRules(JSON.parse(options.body(upstream)) as JsonObject, rules)) : options.body(upstream);
+          else if (rules || upstream.upstreamModel !== undefined) {
+            const sent = upstream.upstreamModel !== undefined ? { ...bodyObject(request), model: upstream.upstreamModel } : bodyObject(request);
+            body = JSON.stringify(applyRequestRules(sent, rules));
+          } else body = request.parsedBody?.raw;
         }
         const tail = new UsageTail();
         const result = await forward(

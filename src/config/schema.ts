@@ -107,6 +107,16 @@ const HubSchema = z
   .strict()
   .prefault({});
 
+/** A model's request rules (see api/request-rules.ts). */
+export const RequestRulesSchema = z
+  .object({
+    defaults: z.record(z.string().min(1), z.unknown()).default({}),
+    force: z.record(z.string().min(1), z.unknown()).default({}),
+    strip: z.array(z.string().min(1)).default([]),
+  })
+  .strict();
+export type RequestRules = z.infer<typeof RequestRulesSchema>;
+
 export const ModelEntrySchema = z
   .object({
     /** A GGUF file; relative paths are taken from the config file's folder. */
@@ -132,6 +142,11 @@ export const ModelEntrySchema = z
     backend: z.literal('ollama').optional(),
     /** The model's name on the backend (default: the alias). */
     name: z.string().min(1).optional(),
+    /**
+     * Rules on the body llama-server receives (after any translation; field names are those of that body):
+     * `defaults` set when absent, `force` always set, `strip` removed.
+     */
+    rules: RequestRulesSchema.optional(),
   })
   .strict()
   .superRefine((m, ctx) => {
@@ -140,7 +155,7 @@ export const ModelEntrySchema = z
     }
     if (m.backend) {
       // The backend runs the model: nothing of ours to point at a file, place or pin.
-      const local: string[] = (['path', 'hf', 'ctx', 'parallel', 'ttl', 'gpu'] as const).filter((k) => m[k] !== undefined);
+      const local: string[] = (['path', 'hf', 'ctx', 'parallel', 'ttl', 'gpu', 'rules'] as const).filter((k) => m[k] !== undefined);
       if (m.args.length > 0) local.push('args');
       if (m.pinned) local.push('pinned');
       if (local.length > 0) ctx.addIssue({ code: 'custom', message: `is served by the ${m.backend} backend; ${local.join(', ')} only apply to models the proxy runs itself` });

@@ -33,6 +33,8 @@ export interface ResolvedModel {
    * nodes, and this node's GPUs, with the split over them. Placement takes it as it is.
    */
   rpc?: InstanceRpc;
+  /** Request rules from the model's config entry (api/request-rules.ts). */
+  rules?: ModelEntry['rules'];
 }
 
 /** An instance spread over rpc-servers of other nodes (and this node's GPUs). */
@@ -99,6 +101,7 @@ function entrySettings(config: Config, alias: string, entry: ModelEntry, file: s
     ttl: entry.ttl ?? config.pool.ttl,
     pinned: entry.pinned,
     ...(entry.gpu ? { gpu: entry.gpu } : {}),
+    ...(entry.rules ? { rules: entry.rules } : {}),
   };
 }
 

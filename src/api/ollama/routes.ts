@@ -24,7 +24,8 @@ import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
 import { countTokens } from '../policy-hook.js';
 import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
-import { keepModelAndStream, routeId, type BackendRoute, type ExchangeOptions, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
+import { applyRequestRules } from '../request-rules.js';
+import { keepModelAndStream, routeId, routeRules, type BackendRoute, type ExchangeOptions, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
 import type { ProxyApp } from '../types.js';
 import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat } from '../upstream.js';
 import type { OllamaBackend } from './backend.js';
@@ -289,7 +290,8 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
           await pipeline.exchange(route, signal, async (upstream: Upstream) => {
             served?.served(upstream);
             upstream.lease?.keepAlive(idleTimeout(keepAlive));
-            const body = { ...sent, model: upstream.upstreamModel ?? sent.model, stream: true, stream_options: { include_usage: true } };
+            // The model's request rules on the translated body; the stream is the proxy's to set.
+            const body = { ...applyRequestRules({ ...sent, model: upstream.upstreamModel ?? sent.model }, routeRules(route)), stream: true, stream_options: { include_usage: true } };
             const res = await openUpstream(upstream.target, { path: translated.path, body: JSON.stringify(body), accept: 'text/event-stream' }, signal);
             if (res.statusCode < 200 || res.statusCode >= 300) {
               throw new UpstreamCallError(res.statusCode, errorMessageOf(await res.body.text()));
