@@ -189,7 +189,7 @@ export class PromptPipeline {
       // Over RPC: the local pool runs the model with the placement the cluster set up.
       if (choice.model) route = { kind: 'local', model: choice.model };
     }
-    const lease = await this.deps.pool.acquire(route.model, signal, key ? { key: key.name, weight: PRIORITY_WEIGHT[key.priority] } : undefined, takesSlot);
+    const lease = await this.deps.pool.acquire(route.model, signal, key ? { key: key.name, weight: PRIORITY_WEIGHT[key.priority], ...(key.maxQueue !== undefined ? { maxQueue: key.maxQueue } : {}) } : undefined, takesSlot);
     return {
       target: this.deps.clients.target(lease.instance, route.model.parallel + 1),
       upstreamModel: undefined,

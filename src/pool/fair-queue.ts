@@ -19,6 +19,8 @@ export const PRIORITY_WEIGHT: Readonly<Record<KeyPriority, number>> = { low: 1, 
 export interface FairWaiter {
   key: string;
   weight: number;
+  /** Requests of this key that may wait at once (absent: only pool.maxQueue). */
+  maxQueue?: number;
 }
 
 export interface FairPick {

@@ -233,6 +233,10 @@ export class Pool extends EventEmitter {
         if (entry.state === 'ready' && entry.instance && entry.model.id === model.id && hasSlot) return Promise.resolve(this.lease(entry, entry.instance, model));
       }
     }
+    // A key's own queue limit: that client's flood is refused (429) before the global limit refuses everyone.
+    if (key?.maxQueue !== undefined && this.queue.filter((w) => w.key?.key === key.key).length >= key.maxQueue) {
+      return Promise.reject(new PoolError(429, 'key_queue_full', `key "${key.key}" has ${key.maxQueue} requests waiting already (its maxQueue)`, 1));
+    }
     if (this.queue.length >= this.options.maxQueue) {
       return Promise.reject(
         new PoolError(503, 'queue_full', `too many requests waiting (${this.queue.length}, pool.maxQueue ${this.options.maxQueue})`, 1),

@@ -17,8 +17,8 @@ describe.skipIf(!tools.server)(`fair queueing across keys${tools.reason ? ` (ski
     t = undefined;
   });
 
-  /** How many of a's requests started streaming after b was sent and before b did. */
-  async function aheadOfB(fairness: boolean): Promise<number> {
+  /** Of a's requests not started when b was sent: how many, and how many of them started before b. */
+  async function aheadOfB(fairness: boolean): Promise<{ waiting: number; ahead: number }> {
     const { root, files } = await modelsFolder([71]);
     t = await startTestProxy(tools.server!, root, {
       server: { keys: [{ name: 'a', key: 'key-a-000' }, { name: 'b', key: 'key-b-000' }] },
@@ -43,20 +43,55 @@ describe.skipIf(!tools.server)(`fair queueing across keys${tools.reason ? ` (ski
     await (await fetch(`${url}/models/load`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer key-a-000' }, body: JSON.stringify({ model: 'm' }) })).text();
     const floods = Array.from({ length: 40 }, () => firstChunk('key-a-000'));
     if (fairness) expect(await waitFor(() => t!.proxy.pool.queued >= 30, 10_000)).toBe(true);
-    else await new Promise((r) => setTimeout(r, 300));
+    else await new Promise((r) => setTimeout(r, 100));
     const sentB = performance.now();
     const b = await firstChunk('key-b-000');
     const a = await Promise.all(floods);
-    return a.filter((at) => at > sentB && at < b).length;
+    return { waiting: a.filter((at) => at > sentB).length, ahead: a.filter((at) => at > sentB && at < b).length };
   }
+
+  it("a key over its own maxQueue gets 429 with Retry-After; another key still queues", async () => {
+    const { root, files } = await modelsFolder([72]);
+    t = await startTestProxy(tools.server!, root, {
+      server: { keys: [{ name: 'a', key: 'key-a-000', maxQueue: 1 }, { name: 'b', key: 'key-b-000' }] },
+      pool: { size: 1 },
+      models: { m: { path: files[72]!, ctx: 1024 } },
+    } as never);
+    const url = t.url;
+    const send = (key: string, maxTokens: number, signal?: AbortSignal) =>
+      fetch(`${url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens, stream: true }),
+        ...(signal ? { signal } : {}),
+      });
+    const abort = new AbortController();
+    // The one slot is held by a long stream of a's; a's next request waits; a third is over a's maxQueue.
+    const holder = await send('key-a-000', 100_000, abort.signal);
+    await holder.body!.getReader().read();
+    const queued = send('key-a-000', 2, abort.signal).catch(() => undefined);
+    expect(await waitFor(() => t!.proxy.pool.queued === 1, 5000)).toBe(true);
+    const over = await send('key-a-000', 2);
+    expect(over.status).toBe(429);
+    expect(Number(over.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(((await over.json()) as { error: { message: string } }).error.message).toContain('maxQueue');
+    const other = send('key-b-000', 2, abort.signal).catch(() => undefined);
+    expect(await waitFor(() => t!.proxy.pool.queued === 2, 5000)).toBe(true);
+    abort.abort();
+    await Promise.all([queued, other]);
+  });
 
   it("serves b within a turn of a's flood with fairness on, after all of a's with it off", async () => {
     const fair = await aheadOfB(true);
     await t!.proxy.close();
     t = undefined;
     const unfair = await aheadOfB(false);
-    console.log(`a's requests that started between b's sending and b's first chunk: fairness on ${fair}, off ${unfair}`);
-    expect(fair).toBeLessThan(5);
-    expect(unfair).toBeGreaterThan(20);
+    console.log(`a's requests waiting when b was sent / started before b: fairness on ${fair.waiting}/${fair.ahead}, off ${unfair.waiting}/${unfair.ahead}`);
+    expect(fair.waiting).toBeGreaterThan(20);
+    expect(fair.ahead).toBeLessThan(5);
+    // Without fairness b queues in llama-server behind every one of a's still waiting (but the last ones, which
+    // share its two slots with it).
+    expect(unfair.waiting).toBeGreaterThan(5);
+    expect(unfair.ahead).toBeGreaterThanOrEqual(unfair.waiting - 2);
   }, 120_000);
 });
