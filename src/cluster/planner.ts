@@ -87,7 +87,7 @@ function plan(input: ClusterPlanInput, node: NodeView, estimate: EstimateFn, set
 /**
  * Decides which node serves `modelId`: where it runs already (the least loaded copy); else where it fits on one
  * GPU now (the tightest fit over the whole cluster, nodes holding the file first); else where evicting idle
- * instances makes room on one GPU (the fewest victims, least recently used first, over the whole cluster); else a split over one node's GPUs (now, then after evictions); else RPC over
+ * instances makes room on one GPU (the fewest victims, least recently used first, over the whole cluster); else a split over one node's GPUs (now: the first node, by file then most room; then after evictions); else RPC over
  * several nodes; else the CPU (partial offload included) of the node with the most RAM; else a node whose memory
  * is held by busy instances (it queues); else a refusal that names every node's reason.
  */
@@ -133,17 +133,24 @@ export function planCluster(input: ClusterPlanInput): ClusterDecision {
     if (pick) return decided(pick);
   }
 
-  // 2. A split over one node's GPUs, now or after evictions.
+  // 2. A split over one node's GPUs, now or after evictions. Nodes holding the file first, then the most GPU
+  // room: the first that splits it now takes it (every split is estimated per node: trying them all costs a
+  // cold decision tens of milliseconds on a large cluster).
   {
-    const now: Option[] = [];
     const evict: Option[] = [];
-    for (const node of withGpus.filter((n) => n.gpus.length > 1)) {
+    const room = (n: NodeView) => [...usableBytes({ gpus: n.gpus, running: n.running, loading: n.loading, settings: input.settings }).values()].reduce((a, b) => a + b, 0);
+    const order = withGpus
+      .filter((n) => n.gpus.length > 1)
+      .map((node) => ({ node, room: room(node) }))
+      .sort((a, b) => hasFile(a.node) - hasFile(b.node) || b.room - a.room || byName(a.node, b.node))
+      .map((o) => o.node);
+    for (const node of order) {
       const r = plan(input, node, est(node), gpuOnly, pins);
-      if (r.kind === 'place' && r.placement.gpus.length > 1) now.push({ node, tier: 'split', rank: [hasFile(node), r.placement.gpus.length], reason: r.placement.reason });
-      else if (r.kind === 'evict') evict.push({ node, tier: 'evict-split', rank: [hasFile(node), r.victims.length, lastUse(node, r.victims)], reason: r.reason });
+      if (r.kind === 'place' && r.placement.gpus.length > 1) return decided({ node, tier: 'split', rank: [], reason: r.placement.reason });
+      if (r.kind === 'evict') evict.push({ node, tier: 'evict-split', rank: [hasFile(node), r.victims.length, lastUse(node, r.victims)], reason: r.reason });
       else if (r.kind === 'wait') waits.push(node);
     }
-    const pick = best(now) ?? best(evict);
+    const pick = best(evict);
     if (pick) return decided(pick);
   }
 

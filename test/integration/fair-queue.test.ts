@@ -69,6 +69,9 @@ describe.skipIf(!tools.server)(`fair queueing across keys${tools.reason ? ` (ski
     // The one slot is held by a long stream of a's; a's next request waits; a third is over a's maxQueue.
     const holder = await send('key-a-000', 100_000, abort.signal);
     await holder.body!.getReader().read();
+    // Held for sure: the instance is stopped (SIGSTOP) until the checks are done, so the stream cannot end first.
+    const pid = t.proxy.pool.list()[0]!.pid!;
+    process.kill(pid, 'SIGSTOP');
     const queued = send('key-a-000', 2, abort.signal).catch(() => undefined);
     expect(await waitFor(() => t!.proxy.pool.queued === 1, 5000)).toBe(true);
     const over = await send('key-a-000', 2);
@@ -77,6 +80,7 @@ describe.skipIf(!tools.server)(`fair queueing across keys${tools.reason ? ` (ski
     expect(((await over.json()) as { error: { message: string } }).error.message).toContain('maxQueue');
     const other = send('key-b-000', 2, abort.signal).catch(() => undefined);
     expect(await waitFor(() => t!.proxy.pool.queued === 2, 5000)).toBe(true);
+    process.kill(pid, 'SIGCONT');
     abort.abort();
     await Promise.all([queued, other]);
   });
