@@ -369,7 +369,7 @@ export const ConfigSchema = z
         /** Fair queueing: an instance takes at most its slots (`parallel`) in flight; the rest wait in the proxy and
          *  are served round-robin across keys, weighted by priority (low 1, normal 2, high 4). false: a ready
          *  instance takes every request and llama-server queues the excess, in arrival order. */
-        fairness: z.boolean().default(true),
+        fairness: z.boolean().default(false),
         /** Seconds a request may wait in the queue before it gets 503. */
         queueTimeout: seconds.default(300),
         /** Seconds an unload or an eviction waits for the instance's requests in flight to finish before it stops it. */

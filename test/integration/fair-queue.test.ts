@@ -54,7 +54,7 @@ describe.skipIf(!tools.server)(`fair queueing across keys${tools.reason ? ` (ski
     const { root, files } = await modelsFolder([72]);
     t = await startTestProxy(tools.server!, root, {
       server: { keys: [{ name: 'a', key: 'key-a-000', maxQueue: 1 }, { name: 'b', key: 'key-b-000' }] },
-      pool: { size: 1 },
+      pool: { size: 1, fairness: true },
       models: { m: { path: files[72]!, ctx: 1024 } },
     } as never);
     const url = t.url;
