@@ -6,7 +6,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
@@ -14,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { estimateMemory, modelInfo } from '../../src/estimate/index.js';
 import { readGgufHeaderSync } from '../../src/gguf/index.js';
 import { llamaTools } from '../helpers/llama.js';
+import { freePort } from '../helpers/llama-process.js';
 import { pluginsRoot } from '../helpers/plugins.js';
 import { isAlive, waitFor } from '../helpers/processes.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
@@ -26,17 +26,6 @@ const KEY = 'client-key-1';
 const CLI = ['--import', pathToFileURL(path.resolve('node_modules/tsx/dist/loader.mjs')).href, path.resolve('src/cli/main.ts')];
 const SEEDS = [31, 32, 33, 34, 35, 36];
 const MODELS = ['a', 'b', 'c', 'd', 'e'];
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Instance ports per node, apart from other test files' (VITEST_POOL_ID) and from each other. */
 function instancePorts(node: number): [number, number] {

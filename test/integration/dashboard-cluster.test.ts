@@ -6,10 +6,10 @@
  */
 import { existsSync } from 'node:fs';
 import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { llamaTools } from '../helpers/llama.js';
+import { freePort } from '../helpers/llama-process.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 
 const tools = llamaTools();
@@ -20,17 +20,6 @@ const auth = { authorization: `Bearer ${KEY}` };
 const EVIL = 'evil<img src=x onerror="window.__xss=1">';
 const EVIL_MODEL = '<script>window.__xss=2</script>';
 const EVIL_GPU = '<b onmouseover="window.__xss=3">Sim</b>';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Instance ports per node, apart from other test files' (VITEST_POOL_ID, cluster.test.ts's) and each other's. */
 function instancePorts(node: number): [number, number] {
