@@ -65,7 +65,7 @@ program
   .option('--layers <n>', 'tiny model: layers', intArg('layers', 1, 256))
   .option('--embd <n>', 'tiny model: embedding size (multiple of 32)', intArg('embd', 32, 65536))
   .option('--preset <id>', 'write a sparse replica of this architecture instead (see --list)')
-  .option('--quant <type>', 'replica quantization: F16, Q8_0 or Q4_K_M', 'Q4_K_M')
+  .option('--quant <type>', 'replica quantization: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M or Q2_K', 'Q4_K_M')
   .option('--list', 'list the replica presets and exit')
   .action(makeModelCommand);
 
