@@ -104,7 +104,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   registerKeyPolicy(app, config, registry, METRICS_PREFIX);
   if (cluster && deps.rpc) registerRpcRoutes(app, deps.rpc.servers, deps.rpc.options);
 
-  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
+  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, log: (msg, fields) => logger.info({ ...fields, component: 'quantization' }, msg) });
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster });
   registerAnthropicRoutes(app, pipeline);

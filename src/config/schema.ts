@@ -103,6 +103,11 @@ const HubSchema = z
     retries: z.number().int().nonnegative().default(5),
     /** First range read of a remote GGUF header (for the estimate before the download), MiB; grows 4x until the header is read. */
     headerProbeMiB: z.number().positive().max(64).default(8),
+    /**
+     * The variant of a repo named without one (`owner/repo`), then the closest quantization when the repo lacks it
+     * (e.g. Q4_K_M). Unset or `auto`: the best quantization that fits this machine now (`owner/repo:auto`).
+     */
+    defaultVariant: z.string().regex(/^[\w.-]+$/, 'a variant such as Q4_K_M, or auto').optional(),
   })
   .strict()
   .prefault({});

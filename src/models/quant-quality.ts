@@ -61,3 +61,8 @@ export function quantTier(tag: string | undefined): number {
 export function compareQuantQuality(a: string | undefined, b: string | undefined): number {
   return quantTier(a) - quantTier(b);
 }
+
+/** The variant that asks for the quantization chosen for this machine: `auto`, in any case. */
+export function isAutoVariant(variant: string | undefined): boolean {
+  return variant !== undefined && variant.toLowerCase() === 'auto';
+}

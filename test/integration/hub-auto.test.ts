@@ -1,0 +1,140 @@
+/**
+ * `:auto` against a local imitation of the Hub: a repo holding seven quantizations of Llama-3-8B (sparse
+ * replicas: real headers, the data a hole), GPUs simulated at 8, 16 and 48 GiB. The variant chosen must be the
+ * best the estimator (run here on the files themselves) says fits one GPU, and only headers may be read.
+ */
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QuantizationPicker, type QuantizationRecord } from '../../src/api/quantization-picker.js';
+import { buildConfig } from '../../src/config/index.js';
+import { estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo } from '../../src/estimate/index.js';
+import { readGgufModelHeaderSync, writeSparseReplica, type ReplicaQuant } from '../../src/gguf/index.js';
+import { GpuMonitor, SimulatedSource } from '../../src/gpu/index.js';
+import { compareQuantQuality } from '../../src/models/quant-quality.js';
+import { estimateSettings } from '../../src/placement/model-settings.js';
+import { PlacementService, type Ledger } from '../../src/placement/service.js';
+import type { RunningInstance } from '../../src/placement/types.js';
+import { FakeHub, hubClients } from '../helpers/fake-hub.js';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const REPO = 'acme/Llama-3-8B-Instruct-GGUF';
+const QUANTS: ReplicaQuant[] = ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q8_0', 'F16'];
+const SETTINGS = { ctx: 8192, parallel: 1, args: [] as string[] };
+const HOST = { total: () => 128 * GiB, available: () => 100 * GiB };
+
+let hub: FakeHub;
+const { client, closeAll } = hubClients(() => hub);
+const files = new Map<ReplicaQuant, string>();
+const fileName = (q: ReplicaQuant) => `Llama-3-8B-Instruct-${q}.gguf`;
+
+beforeAll(async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-hub-auto-'));
+  for (const q of QUANTS) {
+    const file = path.join(dir, fileName(q));
+    await writeSparseReplica(file, 'llama-3-8b', q);
+    files.set(q, file);
+  }
+  hub = await FakeHub.start({ pageSize: 50 });
+  hub.addRepo(REPO, {
+    files: [
+      { path: 'README.md', data: Buffer.from('# replicas\n'), lfs: false },
+      ...QUANTS.map((q, i) => ({ path: fileName(q), file: files.get(q)!, sha256: String(i + 1).repeat(64) })),
+    ],
+  });
+});
+afterAll(async () => {
+  await closeAll();
+  await hub?.close();
+});
+
+/** What the estimator says each variant needs on one GPU, read from the files on disk (not through the Hub). */
+function needs(q: ReplicaQuant): number {
+  const info = modelInfo(readGgufModelHeaderSync(files.get(q)!, MODEL_INFO_READ_OPTIONS));
+  return estimateMemory(info, estimateSettings(SETTINGS.ctx, SETTINGS.parallel, SETTINGS.args), { devices: [{ name: 'CUDA0', kind: 'cuda' }] }).devices[0]!.totalBytes;
+}
+
+function placer(gpuGiB: number[], charged: (index: number) => number = () => 0): PlacementService {
+  const config = buildConfig({ gpu: { source: 'simulated', simulated: gpuGiB.map((g, i) => ({ name: `sim${i}`, memoryMiB: g * 1024 })) } }, null);
+  const source = new SimulatedSource(config.gpu.simulated);
+  source.charged = charged;
+  return new PlacementService(new GpuMonitor(source, 0), config.gpu, () => {}, HOST);
+}
+
+async function pick(gpuGiB: number[], running: RunningInstance[] = []): Promise<{ record: QuantizationRecord; bytesByBlob: Map<string, number>; before: number }> {
+  const before = hub.log.length;
+  const charged = (index: number) => running.reduce((s, r) => s + (r.gpuBytes.get(index) ?? 0), 0);
+  const ledger = (): Ledger => ({ running, loading: new Map() });
+  const picker = new QuantizationPicker({ hub: client(), placer: placer(gpuGiB, charged), ledger });
+  const record = await picker.pick(REPO, SETTINGS);
+  expect(record).toBeDefined();
+  const bytesByBlob = new Map<string, number>();
+  for (const r of hub.log.slice(before).filter((x) => x.server === 'cdn')) bytesByBlob.set(r.path, (bytesByBlob.get(r.path) ?? 0) + r.bytes);
+  return { record: record!, bytesByBlob, before };
+}
+
+const RESERVE = 512 * MiB;
+const ranked = () => [...QUANTS].sort((a, b) => compareQuantQuality(a, b));
+const table: string[] = [];
+
+describe(':auto quantization on a fake Hub repo', () => {
+  it.each([8, 16, 48])('a %i GiB GPU gets the best variant the estimator says fits', async (gib) => {
+    const want = ranked().find((q) => needs(q) <= gib * GiB - RESERVE);
+    expect(want, `something fits ${gib} GiB`).toBeDefined();
+    const { record, bytesByBlob, before } = await pick([gib]);
+    expect(record.chosen).toBe(want);
+    expect(record.tier).toBe('one-gpu');
+    expect(record.file).toBe(fileName(want!));
+    const chosen = record.candidates.find((c) => c.variant === want)!;
+    expect(chosen.bytes).toBe(needs(want!));
+    // Every better variant was estimated and does not fit.
+    for (const c of record.candidates.slice(0, record.candidates.indexOf(chosen))) {
+      expect(c.estimated, c.variant).toBe(true);
+      expect(c.fitsOneGpu, c.variant).toBe(false);
+      expect(c.bytes, c.variant).toBe(needs(c.variant as ReplicaQuant));
+    }
+
+    // Only headers: every CDN read is a range read, none beyond the first probe (8 MiB), no GET without a range.
+    const cdn = hub.log.slice(before).filter((r) => r.server === 'cdn' && r.method === 'GET');
+    expect(cdn.length).toBeGreaterThan(0);
+    for (const r of cdn) expect(r.range, r.path).toMatch(/^bytes=\d+-\d+$/);
+    const read = [...bytesByBlob.values()].reduce((a, b) => a + b, 0);
+    for (const [blob, bytes] of bytesByBlob) expect(bytes, blob).toBeLessThanOrEqual(8 * MiB);
+    // Only the variants reported as estimated were read.
+    expect(bytesByBlob.size).toBe(record.candidates.filter((c) => c.estimated).length);
+    const smallest = Math.min(...QUANTS.map((q) => hub.file(REPO, fileName(q)).size));
+    expect(read).toBeLessThan(smallest / 50);
+    table.push(`| ${gib} GiB | ${record.chosen} | ${(chosen.bytes! / GiB).toFixed(2)} GiB | ${(hub.file(REPO, record.file).size / GiB).toFixed(2)} GiB | ${bytesByBlob.size} | ${(read / MiB).toFixed(1)} MiB | ${record.candidates.map((c) => `${c.variant} ${c.bytes !== undefined ? (c.bytes / GiB).toFixed(2) : '-'}`).join(', ')} |`);
+  });
+
+  it('the three GPU sizes get three different variants (the choice follows the GPU)', () => {
+    process.stdout.write(
+      `\n:auto on ${REPO} (ctx ${SETTINGS.ctx}, 512 MiB reserve)\n| GPU | chosen | estimate | file | headers read | bytes read | candidates (GiB on one GPU) |\n|---|---|---|---|---|---|---|\n${table.join('\n')}\n`,
+    );
+    const chosen = table.map((row) => row.split('|')[2]!.trim());
+    expect(new Set(chosen).size).toBe(3);
+  });
+
+  it('counts an idle instance as room, a busy one not', async () => {
+    const holder = (idle: boolean): RunningInstance => ({ instanceId: 'i1', modelId: 'other', gpuBytes: new Map([[0, 10 * GiB]]), hostBytes: 0, idle, pinned: false, lastUsed: 0 });
+    const alone = (await pick([16])).record.chosen;
+    const withIdle = await pick([16], [holder(true)]);
+    expect(withIdle.record.chosen).toBe(alone);
+    expect(withIdle.record.room.gpus[0]!.evictableBytes).toBe(10 * GiB);
+    const withBusy = await pick([16], [holder(false)]);
+    const want = ranked().find((q) => needs(q) <= 6 * GiB - RESERVE);
+    expect(withBusy.record.chosen).toBe(want);
+    expect(compareQuantQuality(withBusy.record.chosen, alone)).toBeGreaterThan(0);
+  });
+
+  it('splits over two GPUs when no single one holds any variant, and reads every header first', async () => {
+    const { record, bytesByBlob } = await pick([3.5, 3.5]);
+    expect(record.tier).toBe('split');
+    expect(bytesByBlob.size).toBe(QUANTS.length);
+    const split = record.candidates.find((c) => c.variant === record.chosen)!;
+    expect(split.splitGpus).toEqual([0, 1]);
+    expect(record.candidates.every((c) => !c.fitsOneGpu)).toBe(true);
+  });
+});
