@@ -10,6 +10,7 @@ import type { DownloadProgress, HubResolution, ModelHub } from './hub.js';
 import { autoByDefault } from './hub-config.js';
 import { variantGiven } from './hub-variants.js';
 import { parseModelId, type ModelRef } from './identifier.js';
+import { canonicalModelName } from './model-aliases.js';
 import { isAutoVariant } from './quant-quality.js';
 
 export interface ResolvedModel {
@@ -39,6 +40,8 @@ export interface ResolvedModel {
   rpc?: InstanceRpc;
   /** Request rules from the model's config entry (api/request-rules.ts). */
   rules?: ModelEntry['rules'];
+  /** Environment variables of its llama-server, from the model's config entry. */
+  env?: Record<string, string>;
   /** How `:auto` chose the quantization of a Hub repo named without a variant (placement/quant-choice.ts). */
   quantization?: QuantChoice;
 }
@@ -108,6 +111,7 @@ function entrySettings(config: Config, alias: string, entry: ModelEntry, file: s
     pinned: entry.pinned,
     ...(entry.gpu ? { gpu: entry.gpu } : {}),
     ...(entry.rules ? { rules: entry.rules } : {}),
+    ...(Object.keys(entry.env).length > 0 ? { env: entry.env } : {}),
   };
 }
 
@@ -126,7 +130,8 @@ function withDefaults(config: Config, ref: Exclude<ModelRef, { kind: 'alias' }>,
 }
 
 /** Resolves `id` against the config and the disk; throws ClientError (400/403/404) for what cannot be served. */
-export function resolveModel(config: Config, id: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedModel {
+export function resolveModel(config: Config, named: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedModel {
+  const id = canonicalModelName(config, named);
   const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
   switch (ref.kind) {
     case 'alias': {
@@ -166,8 +171,9 @@ export interface ResolveModelAsyncOptions {
  * `hf`. Everything else (and everything when `hub` is undefined) resolves as resolveModel does. Throws ClientError
  * as resolveModel, and HubError (a ClientError) from the Hub and the download; see ModelHub.
  */
-export async function resolveModelAsync(config: Config, id: unknown, hub: ModelHub | undefined, opts: ResolveModelAsyncOptions = {}): Promise<ResolvedModel> {
+export async function resolveModelAsync(config: Config, asked: unknown, hub: ModelHub | undefined, opts: ResolveModelAsyncOptions = {}): Promise<ResolvedModel> {
   const env = opts.env ?? process.env;
+  const id = canonicalModelName(config, asked);
   if (!hub) return resolveModel(config, id, env);
   const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
   const source = hubSource(config, ref, String(id));
@@ -213,7 +219,8 @@ function hubSource(config: Config, ref: ModelRef, id: string): { repo: string; v
  * What pulling `model` downloads: a Hugging Face id, or an alias whose entry has `hf` (the variant only when one
  * is named). A file path, a local alias or a backend's model is a 400 saying so.
  */
-export function hubTarget(config: Config, model: string): { repo: string; variant?: string; auto: boolean } {
+export function hubTarget(config: Config, named: string): { repo: string; variant?: string; auto: boolean } {
+  const model = String(canonicalModelName(config, named));
   const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
   const entry = ref.kind === 'alias' ? config.models[ref.alias]! : undefined;
   if (entry?.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);
