@@ -312,7 +312,7 @@ export class PlacementService {
         splitMode: p.splitMode,
         ...(p.tensorSplit ? { tensorSplit: p.tensorSplit } : {}),
         estimate: p.cost,
-        reason: model.quantization ? `${p.reason}; quantization ${model.quantization.reason}` : p.reason,
+        reason: model.quantization ? `${p.reason}; :auto chose ${model.quantization.reason}` : p.reason,
       },
     };
   }

@@ -6,7 +6,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QuantizationPicker, type QuantizationRecord } from '../../src/api/quantization-picker.js';
 import { buildConfig } from '../../src/config/index.js';
 import { estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo } from '../../src/estimate/index.js';
@@ -16,7 +16,11 @@ import { compareQuantQuality } from '../../src/models/quant-quality.js';
 import { estimateSettings } from '../../src/placement/model-settings.js';
 import { PlacementService, type Ledger } from '../../src/placement/service.js';
 import type { RunningInstance } from '../../src/placement/types.js';
-import { FakeHub, hubClients } from '../helpers/fake-hub.js';
+import { FakeHub, hubClients, tinyModelBytes } from '../helpers/fake-hub.js';
+import { llamaTools } from '../helpers/llama.js';
+import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
+
+const tools = llamaTools();
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -137,4 +141,58 @@ describe(':auto quantization on a fake Hub repo', () => {
     expect(split.splitGpus).toEqual([0, 1]);
     expect(record.candidates.every((c) => !c.fitsOneGpu)).toBe(true);
   });
+});
+
+describe.skipIf(!tools.server)(`:auto served end to end${tools.reason ? ` (skipped: ${tools.reason})` : ''}`, () => {
+  let fake: FakeHub;
+  let root: string;
+  let t: TestProxy | undefined;
+
+  beforeAll(async () => {
+    ({ root } = await modelsFolder([]));
+    fake = await FakeHub.start();
+    fake.addRepo('acme/auto-GGUF', {
+      files: [
+        { path: 'tiny-Q4_K_M.gguf', data: await tinyModelBytes(41) },
+        { path: 'tiny-Q8_0.gguf', data: await tinyModelBytes(42) },
+        { path: 'tiny-F16.gguf', data: await tinyModelBytes(43) },
+      ],
+    });
+    process.env.HF_HUB_CACHE = path.join(root, 'no-other-cache');
+  });
+  afterAll(async () => {
+    await fake?.close();
+    delete process.env.HF_HUB_CACHE;
+  });
+  afterEach(async () => {
+    await t?.proxy.close();
+    t = undefined;
+  });
+
+  const chat = (model: string) => postJson(`${t!.url}/v1/chat/completions`, { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
+  const downloads = () => fake.requests({ server: 'cdn', method: 'GET' }).filter((r) => !r.range).map((r) => r.path);
+
+  it('a repo named without a variant gets the best that fits (all fit the CPU here: F16), :auto the same instance', async () => {
+    const before = downloads().length;
+    t = await startTestProxy(tools.server!, root, { hub: { endpoint: fake.hubUrl, retries: 0 }, modelDefaults: { ctx: 512 } });
+    const first = await chat('acme/auto-GGUF');
+    expect(first.status, JSON.stringify(first.json)).toBe(200);
+    expect(first.json.model).toBe('acme/auto-GGUF:F16');
+    const again = await chat('acme/auto-GGUF:auto');
+    expect(again.status).toBe(200);
+    expect(downloads().slice(before)).toEqual([`/blobs/${fake.sha('acme/auto-GGUF', 'tiny-F16.gguf')}`]);
+    const health = (await (await fetch(`${t.url}/health`)).json()) as { servers: { model_id: string; gpu_assignment: { reason: string } | null }[] };
+    expect(health.servers.map((s) => s.model_id)).toEqual(['acme/auto-GGUF:F16']);
+    expect(health.servers[0]!.gpu_assignment?.reason).toMatch(/; :auto chose F16: the best quantization for the CPU/);
+  }, 120_000);
+
+  it('hub.defaultVariant keeps the fixed choice', async () => {
+    t = await startTestProxy(tools.server!, root, { hub: { endpoint: fake.hubUrl, retries: 0, defaultVariant: 'Q4_K_M' }, modelDefaults: { ctx: 512 } });
+    const r = await chat('acme/auto-GGUF');
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.model).toBe('acme/auto-GGUF:Q4_K_M');
+    // :auto still asks for the choice
+    const auto = await chat('acme/auto-GGUF:auto');
+    expect(auto.json.model).toBe('acme/auto-GGUF:F16');
+  }, 120_000);
 });
