@@ -16,6 +16,7 @@ import { compareQuantQuality } from '../../src/models/quant-quality.js';
 import { estimateSettings } from '../../src/placement/model-settings.js';
 import { PlacementService, type Ledger } from '../../src/placement/service.js';
 import type { RunningInstance } from '../../src/placement/types.js';
+import { writeSplitReplica } from '../unit/estimate-gguf-writers.js';
 import { FakeHub, hubClients, tinyModelBytes } from '../helpers/fake-hub.js';
 import { llamaTools } from '../helpers/llama.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
@@ -25,6 +26,7 @@ const tools = llamaTools();
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const REPO = 'acme/Llama-3-8B-Instruct-GGUF';
+const SPLIT_REPO = 'acme/Llama-3-8B-split-GGUF';
 const QUANTS: ReplicaQuant[] = ['Q2_K', 'Q3_K_M', 'Q4_K_M', 'Q5_K_M', 'Q6_K', 'Q8_0', 'F16'];
 const SETTINGS = { ctx: 8192, parallel: 1, args: [] as string[] };
 const HOST = { total: () => 128 * GiB, available: () => 100 * GiB };
@@ -41,7 +43,15 @@ beforeAll(async () => {
     await writeSparseReplica(file, 'llama-3-8b', q);
     files.set(q, file);
   }
+  // The same F16 as a split set in a folder (the way big repos ship it), beside a single Q8_0 file.
+  const parts = await writeSplitReplica(path.join(dir, 'Llama-3-8B-Instruct-F16'), 'llama-3-8b', 'F16', 2);
   hub = await FakeHub.start({ pageSize: 50 });
+  hub.addRepo(SPLIT_REPO, {
+    files: [
+      ...parts.map((p, i) => ({ path: `F16/${path.basename(p)}`, file: p, sha256: `a${i}`.repeat(32) })),
+      { path: fileName('Q8_0'), file: path.join(dir, fileName('Q8_0')), sha256: 'c'.repeat(64) },
+    ],
+  });
   hub.addRepo(REPO, {
     files: [
       { path: 'README.md', data: Buffer.from('# replicas\n'), lfs: false },
@@ -67,12 +77,12 @@ function placer(gpuGiB: number[], charged: (index: number) => number = () => 0):
   return new PlacementService(new GpuMonitor(source, 0), config.gpu, () => {}, HOST);
 }
 
-async function pick(gpuGiB: number[], running: RunningInstance[] = []): Promise<{ record: QuantizationRecord; bytesByBlob: Map<string, number>; before: number }> {
+async function pick(gpuGiB: number[], running: RunningInstance[] = [], repo = REPO): Promise<{ record: QuantizationRecord; bytesByBlob: Map<string, number>; before: number }> {
   const before = hub.log.length;
   const charged = (index: number) => running.reduce((s, r) => s + (r.gpuBytes.get(index) ?? 0), 0);
   const ledger = (): Ledger => ({ running, loading: new Map() });
   const picker = new QuantizationPicker({ hub: client(), placer: placer(gpuGiB, charged), ledger });
-  const record = await picker.pick(REPO, SETTINGS);
+  const record = await picker.pick(repo, SETTINGS);
   expect(record).toBeDefined();
   const bytesByBlob = new Map<string, number>();
   for (const r of hub.log.slice(before).filter((x) => x.server === 'cdn')) bytesByBlob.set(r.path, (bytesByBlob.get(r.path) ?? 0) + r.bytes);
@@ -131,6 +141,18 @@ describe(':auto quantization on a fake Hub repo', () => {
     const want = ranked().find((q) => needs(q) <= 6 * GiB - RESERVE);
     expect(withBusy.record.chosen).toBe(want);
     expect(compareQuantQuality(withBusy.record.chosen, alone)).toBeGreaterThan(0);
+  });
+
+  it('estimates a split-set variant from the headers of its parts, and counts all its bytes', async () => {
+    const { record, bytesByBlob } = await pick([48], [], SPLIT_REPO);
+    expect(record.chosen).toBe('F16');
+    expect(record.file).toBe('F16/Llama-3-8B-Instruct-F16-00001-of-00002.gguf');
+    const f16 = record.candidates[0]!;
+    expect(f16.bytes).toBe(needs('F16'));
+    expect(f16.fileBytes).toBe(hub.file(SPLIT_REPO, 'F16/Llama-3-8B-Instruct-F16-00001-of-00002.gguf').size + hub.file(SPLIT_REPO, 'F16/Llama-3-8B-Instruct-F16-00002-of-00002.gguf').size);
+    // both parts' headers (ranges only), and the Q8_0's (read in the same batch)
+    expect(bytesByBlob.size).toBe(3);
+    for (const bytes of bytesByBlob.values()) expect(bytes).toBeLessThanOrEqual(8 * MiB);
   });
 
   it('splits over two GPUs when no single one holds any variant, and reads every header first', async () => {
