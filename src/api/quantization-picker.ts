@@ -51,15 +51,19 @@ export class QuantizationPicker {
     return [...this.records].reverse();
   }
 
-  /** The decision for `repo` at `model`'s settings; undefined when the repo lists no GGUF model. */
+  /** The decision for `repo` at `model`'s settings; undefined when there is none to make (see decide). */
   pick(repo: string, model: Pick<ResolvedModel, 'ctx' | 'parallel' | 'args'>): Promise<QuantizationRecord | undefined> {
     const key = `${repo}|${model.ctx}|${model.parallel}|${model.args.join('\u0000')}`;
     let p = this.decided.get(key);
     if (!p) {
-      p = this.decide(repo, model);
+      // A failure (the Hub unreachable, the repo missing) leaves the choice to the fixed default, which finds a
+      // cached variant or names the problem itself; it is not remembered: the next request asks again.
+      p = this.decide(repo, model).catch((err: Error) => {
+        this.decided.delete(key);
+        this.deps.log?.('could not choose a quantization; taking the default variant', { repo, reason: err.message });
+        return undefined;
+      });
       this.decided.set(key, p);
-      // A failure (the Hub down) is not remembered: the next request asks again.
-      p.catch(() => this.decided.delete(key));
     }
     return p;
   }
@@ -67,7 +71,7 @@ export class QuantizationPicker {
   private async decide(repo: string, model: Pick<ResolvedModel, 'ctx' | 'parallel' | 'args'>): Promise<QuantizationRecord | undefined> {
     const { hub, placer } = this.deps;
     const variants = await hub.variants(repo);
-    if (variants.length === 0) return undefined;
+    if (variants.length === 0) throw new Error(`${repo} lists no GGUF model`);
     const ranked = rankCandidates(variants.map((v) => ({ ...v, file: v.first, fileBytes: v.bytes })));
     const room = await placer.quantRoom(this.deps.ledger);
     const candidates: QuantCandidate[] = ranked.map((v) => ({ variant: v.tag ?? path.posix.basename(v.first), ...(v.tag ? { tag: v.tag } : {}), file: v.first, fileBytes: v.fileBytes }));
@@ -79,7 +83,7 @@ export class QuantizationPicker {
           try {
             const res = await hub.resolve(repo, path.posix.basename(c.file));
             const header = await hub.probeHeader(res);
-            c.fileBytes = res.totalBytes;
+            c.fileBytes = res.parts.reduce((sum, part) => sum + part.size, 0);
             c.estimate = placer.costOfHeader(model, `hub:${repo}@${res.commit}/${c.file}`, modelInfo(header));
           } catch (err) {
             unreadable.push({ file: c.file, reason: (err as Error).message });
@@ -89,11 +93,7 @@ export class QuantizationPicker {
       choice = chooseQuantization(candidates, room);
       if (choice.tier === 'one-gpu') break;
     }
-    if (!choice || !candidates.some((c) => c.estimate)) {
-      // No header could be read: the fixed default decides (and its own errors say why).
-      this.deps.log?.('no quantization could be estimated; taking the default variant', { repo, unreadable });
-      return undefined;
-    }
+    if (!choice || !candidates.some((c) => c.estimate)) throw new Error(`no variant's header could be read (${unreadable.map((u) => `${u.file}: ${u.reason}`).join('; ')})`);
     const record: QuantizationRecord = { ...choice, repo, ctx: model.ctx, parallel: model.parallel, at: Date.now(), room, unreadable };
     this.records.push(record);
     while (this.records.length > KEEP) this.records.shift();

@@ -155,6 +155,15 @@ describe(':auto quantization on a fake Hub repo', () => {
     for (const bytes of bytesByBlob.values()) expect(bytes).toBeLessThanOrEqual(8 * MiB);
   });
 
+  it('leaves the choice to the fixed default when the repo cannot be listed (missing, or the Hub unreachable)', async () => {
+    const logged: string[] = [];
+    const picker = new QuantizationPicker({ hub: client(), placer: placer([16]), ledger: () => ({ running: [], loading: new Map() }), log: (msg, f) => logged.push(`${msg} ${String(f?.reason)}`) });
+    await expect(picker.pick('acme/nothing-here', SETTINGS)).resolves.toBeUndefined();
+    const dead = new QuantizationPicker({ hub: client({ endpoint: 'http://127.0.0.1:9', retries: 0, connectTimeoutMs: 500 }), placer: placer([16]), ledger: () => ({ running: [], loading: new Map() }) });
+    await expect(dead.pick(REPO, SETTINGS)).resolves.toBeUndefined();
+    expect(logged[0]).toMatch(/^could not choose a quantization; taking the default variant /);
+  });
+
   it('splits over two GPUs when no single one holds any variant, and reads every header first', async () => {
     const { record, bytesByBlob } = await pick([3.5, 3.5]);
     expect(record.tier).toBe('split');
