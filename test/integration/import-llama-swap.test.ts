@@ -3,10 +3,12 @@
  * command, pointing at tiny GGUF files written here (and, for -hf, at a fake Hub); the proxy is started with the
  * result, and every imported model (and an alias of it) answers a chat request.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { importLlamaSwapCommand } from '../../src/cli/import-llama-swap.js';
@@ -17,6 +19,7 @@ import { llamaTools } from '../helpers/llama.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 
 const tools = llamaTools();
+const CLI = ['--import', pathToFileURL(path.resolve('node_modules/tsx/dist/loader.mjs')).href, path.resolve('src/cli/main.ts')];
 const FIXTURES = path.join(import.meta.dirname, '..', 'fixtures', 'llama-swap');
 
 function sink(): { stream: Writable; text: () => string } {
@@ -86,5 +89,20 @@ describe.skipIf(!tools.server)(`import llama-swap: the imported configurations s
     expect(stderr).toContain('note: models.in-docker.cmd: not imported: it runs docker');
     await expect(importLlamaSwapCommand(path.join(FIXTURES, 'groups-and-foreign.yaml'), { output: out }, { stdout: sink().stream, stderr: sink().stream, env: { TINY_MODELS: dir } })).rejects.toThrow(/exists; pass --force/);
     await expect(importLlamaSwapCommand(path.join(dir, 'missing.yaml'), {}, { stdout: sink().stream, stderr: sink().stream, env: {} })).rejects.toThrow(/cannot read the llama-swap configuration/);
+  });
+});
+
+describe('import llama-swap on the command line', () => {
+  it('prints the configuration on stdout and the notes on stderr; bad input is exit 1 naming the problem', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-import-cli-'));
+    writeFileSync(path.join(dir, 'ok.yaml'), 'models:\n  m:\n    cmd: llama-server --port ${PORT} -m /m.gguf -ngl 99\n    cmdStop: pkill me\n');
+    const ok = spawnSync(process.execPath, [...CLI, 'import', 'llama-swap', 'ok.yaml'], { cwd: dir, encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(parseYaml(ok.stdout)).toEqual({ models: { m: { path: '/m.gguf', args: [] } } });
+    expect(ok.stderr).toContain('note: models.m.cmdStop: not imported');
+    writeFileSync(path.join(dir, 'bad.yaml'), 'models:\n  m:\n    cmd: llama-server -m ${where}/m.gguf\n');
+    const bad = spawnSync(process.execPath, [...CLI, 'import', 'llama-swap', 'bad.yaml', '-o', 'out.yaml'], { cwd: dir, encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/^error: models\.m\.cmd: uses \$\{where\}, which is not a defined macro/m);
   });
 });
