@@ -266,9 +266,12 @@ function convertModel(id: string, raw: Record<string, unknown>, opts: ImportOpti
         break;
       }
       case '-np':
-      case '--parallel':
-        entry.parallel = positiveInt(value(), flag, `${where}.cmd`) || 1;
+      case '--parallel': {
+        const v = value();
+        if (v === '-1') note('cmd', `${flag} -1 let llama-server choose its slots; here modelDefaults.parallel applies, set parallel to change it`);
+        else entry.parallel = positiveInt(v, flag, `${where}.cmd`) || 1;
         break;
+      }
       case '--mmproj':
       case '-mm':
       case '--model-draft':

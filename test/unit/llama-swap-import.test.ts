@@ -151,10 +151,11 @@ describe('importLlamaSwap: commands and keys', () => {
     else expect(messages(r)).toEqual([]);
   });
 
-  it('-c 0 leaves the context to modelDefaults, and says so', () => {
-    const r = imported('  m:\n    cmd: llama-server -m /m.gguf -c 0\n');
+  it('-c 0 and -np -1 leave the context and slots to modelDefaults, and say so', () => {
+    const r = imported('  m:\n    cmd: llama-server -m /m.gguf -c 0 -np -1\n');
     expect(r.config.models).toEqual({ m: { path: '/m.gguf', args: [] } });
     expect(messages(r).join('\n')).toContain('-c 0 took the model\'s training context');
+    expect(messages(r).join('\n')).toContain('-np -1 let llama-server choose its slots');
   });
 
   it('a llama-server command without a model is reported, not imported', () => {
