@@ -15,7 +15,7 @@ import { agentResponseTransform, whenDone, writeAgentReply } from './agent-excha
 import { bodyObject, clientGone } from './body.js';
 import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
-import { countTokens, UsageTail } from './policy-hook.js';
+import { countTokens, modelRefusal, UsageTail } from './policy-hook.js';
 import { progressStarted } from './model-resolution.js';
 import { applyRequestRules } from './request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
@@ -168,7 +168,9 @@ async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest
   const bridge = family.bridge;
   // The app's logger is pino (loggerInstance), so the request's child is one too.
   const log = request.log as Logger;
-  const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal });
+  const refusal = modelRefusal(request);
+  const caller = { key: requestKey(request), ...(refusal ? { refusal } : {}) };
+  const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal, caller });
   // What agents started from (for a bridged family: its chat translation), to restore model and stream against.
   const original = bridge ? bridge.toChat(body).chat : body;
   try {

@@ -32,6 +32,7 @@ program
   .option('-c, --config <file>', 'configuration file (YAML or JSON); default ./llama-smart-proxy.yaml if present')
   .option('--host <addr>', 'listen address (overrides the config and LLAMA_SMART_PROXY_HOST)')
   .option('--port <n>', 'listen port (overrides the config and LLAMA_SMART_PROXY_PORT)', intArg('port', 0, 65535))
+  .option('--watch', 'reload the config file when it changes (as SIGHUP and POST /admin/reload do)')
   .action(serveCommand);
 
 program

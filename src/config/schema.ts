@@ -366,10 +366,13 @@ export const ConfigSchema = z
         portRange: z.tuple([port, port]).default([41000, 41999]),
         /** Requests that may wait for an instance; more get 503. */
         maxQueue: z.number().int().nonnegative().default(64),
+        /** Requests one key (API key name, else client address) may have waiting at once; more get 429 with
+         *  Retry-After while other keys still queue. A key's own `maxQueue` wins. Unset: only pool.maxQueue. */
+        maxQueuePerKey: z.number().int().positive().optional(),
         /** Fair queueing: an instance takes at most its slots (`parallel`) in flight; the rest wait in the proxy and
          *  are served round-robin across keys, weighted by priority (low 1, normal 2, high 4). false: a ready
          *  instance takes every request and llama-server queues the excess, in arrival order. */
-        fairness: z.boolean().default(false),
+        fairness: z.boolean().default(true),
         /** Seconds a request may wait in the queue before it gets 503. */
         queueTimeout: seconds.default(300),
         /** Seconds an unload or an eviction waits for the instance's requests in flight to finish before it stops it. */

@@ -82,7 +82,8 @@ describe.skipIf(!tools.server)(`faults${tools.reason ? ` (skipped: ${tools.reaso
   });
 
   it('lock-out: crashes while serving are restarted at once, never a model_failing backoff for everyone', async () => {
-    const { url, proxy: p } = await proxy();
+    // A long context: the generation cannot reach its end before the first chunk is read, however loaded the machine.
+    const { url, proxy: p } = await proxy({ models: { a: { path: files[1]!, ctx: 65_536, parallel: 2, args: ['--override-kv', 'llama.context_length=int:65536'] } } });
     for (let crash = 1; crash <= 4; crash++) {
       const res = await streamRequest(url, chat('a', endless));
       let pid = 0;
