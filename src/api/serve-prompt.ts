@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../agents/index.js';
-import { forwardedFrom } from '../cluster/forwarded.js';
+import { forwardedFrom, forwardedKeepAlive } from '../cluster/forwarded.js';
 import { ClientError } from '../models/index.js';
 import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
 import { bodyObject, clientGone } from './body.js';
@@ -89,6 +89,9 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
       signal,
       async (upstream, retryable) => {
         options.onUpstream?.(upstream);
+        // An Ollama request translated by the entry node: its keep_alive, for this node's instance.
+        const keepAlive = forwardedKeepAlive(request);
+        if (keepAlive) upstream.lease?.keepAlive(keepAlive);
         reply.hijack();
         hijacked = true;
         let body: string | Buffer | undefined;

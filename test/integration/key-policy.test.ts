@@ -80,7 +80,15 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
     expect(first.status).toBe(200);
     const reader = first.body!.getReader();
     await reader.read();
-    const second = await postJson(`${t.url}/api/chat`, ollamaChat('tiny-a'), bearer('k-one'));
+    // Held in flight for sure: its instance is stopped (SIGSTOP) until the check is done.
+    const pid = t.proxy.pool.list().find((i) => i.modelId === 'tiny-a')!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    let second;
+    try {
+      second = await postJson(`${t.url}/api/chat`, ollamaChat('tiny-a'), bearer('k-one'));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
     expect(second.status).toBe(429);
     expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(second.json.error).toContain('maxConcurrent');
