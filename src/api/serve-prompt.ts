@@ -110,7 +110,8 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
           upstream.target,
           {
             method: target.method,
-            path: target.path,
+            // Another node's proxy needs the model named: a GET names it in its query (?model=).
+            path: upstream.node !== undefined && target.method === 'GET' ? request.url : target.path,
             ...(body ? { body, contentType: options.contentType ?? 'application/json' } : {}),
             headers: request.headers,
             retryable,

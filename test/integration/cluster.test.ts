@@ -222,6 +222,14 @@ export default {
     const r = await chat('a', 'only-c');
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.headers.get('x-llama-smart-proxy-node')).toBe('node-c');
+    // llama-server's own endpoints too: sent to the node that holds it, the query naming the model on a GET.
+    const tokens = await postJson(`${urls.a}/tokenize`, { model: 'only-c', content: 'hello' }, auth);
+    expect(tokens.status, JSON.stringify(tokens.json)).toBe(200);
+    expect(tokens.json.tokens.length).toBeGreaterThan(0);
+    expect(tokens.headers.get('x-llama-smart-proxy-node')).toBe('node-c');
+    const props = await fetch(`${urls.a}/props?model=only-c`, { headers: auth });
+    expect(props.status).toBe(200);
+    expect(((await props.json()) as { default_generation_settings?: unknown }).default_generation_settings).toBeDefined();
     const none = await chat('a', 'nowhere');
     expect(none.status).toBe(404);
     expect(none.headers.get('x-llama-smart-proxy-node')).toBe('node-a');
