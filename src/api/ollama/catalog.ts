@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import type { Config } from '../../config/index.js';
-import { headerHasPooling, modelHeader, quantTag, resolveModel, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import { headerHasPooling, modelHeader, quantTag, resolveModel, type ModelHub, type ModelSource, type ResolvedModel } from '../../models/index.js';
+import { localCatalog } from '../../sources/catalog.js';
+import { estimateView, type ModelEstimator } from '../model-estimates.js';
 import type { NodeInstance } from '../../cluster/types.js';
 import type { InstanceInfo } from '../../pool/pool.js';
 import { modelDetails, modelInfoMap, type OllamaDetails } from './model-details.js';
@@ -52,38 +54,37 @@ export function fileEntry(name: string, file: string): TagEntry {
   return { name, model: name, modified_at: st.mtime.toISOString(), size, digest, details };
 }
 
+/** A model as /api/tags lists it here: Ollama's fields, and where it comes from, and its estimate for this machine. */
+export interface LocalTagEntry extends TagEntry {
+  source: ModelSource | 'hf';
+  estimate: ReturnType<typeof estimateView>;
+}
+
 /**
- * Configured models the proxy runs (a Hugging Face alias not downloaded yet is listed with size 0: it is fetched
- * on first use) and the models of the Hugging Face cache, as `owner/repo:QUANT`. Names are unique, first wins.
+ * The models the proxy serves from disk (sources/catalog.ts: configured, the models folder, the Hugging Face
+ * caches, Ollama's store, LM Studio's folder), and configured Hugging Face aliases not downloaded yet (size 0: fetched
+ * on first use). Names are unique, first wins.
  */
-export function localTags(config: Config, hub: ModelHub | undefined, startedAt: number): TagEntry[] {
-  const out = new Map<string, TagEntry>();
-  for (const [alias, entry] of Object.entries(config.models)) {
-    if (entry.backend) continue;
-    let model: ResolvedModel;
+export function localTags(config: Config, hub: ModelHub | undefined, startedAt: number, estimator?: ModelEstimator): LocalTagEntry[] {
+  const out = new Map<string, LocalTagEntry>();
+  for (const e of localCatalog(config, { hubEntries: hub?.list() ?? [] })) {
+    let entry: TagEntry;
     try {
-      model = resolveModel(config, alias);
+      entry = fileEntry(e.name, e.file);
     } catch {
-      if (entry.hf) out.set(alias, { name: alias, model: alias, modified_at: new Date(startedAt).toISOString(), size: 0, digest: createHash('sha256').update(entry.hf).digest('hex'), details: unknownDetails(quantTag(entry.hf) ?? '') });
-      continue;
+      continue; // removed while listing
     }
-    try {
-      out.set(alias, fileEntry(alias, model.file));
-    } catch {
-      // removed since it was resolved
-    }
+    out.set(e.name, {
+      ...entry,
+      size: e.source === 'ollama' ? e.sizeBytes : entry.size,
+      ...(e.digest ? { digest: e.digest } : {}),
+      source: e.source,
+      estimate: estimateView(estimator?.(e)),
+    });
   }
-  for (const e of hub?.list() ?? []) {
-    if (e.kind !== 'model' || e.partial) continue;
-    const tag = quantTag(e.file);
-    if (!tag) continue;
-    const name = `${e.repo}:${tag}`;
-    if (out.has(name)) continue;
-    try {
-      out.set(name, fileEntry(name, e.path));
-    } catch {
-      // removed while listing
-    }
+  for (const [alias, entry] of Object.entries(config.models)) {
+    if (entry.backend || !entry.hf || out.has(alias)) continue;
+    out.set(alias, { name: alias, model: alias, modified_at: new Date(startedAt).toISOString(), size: 0, digest: createHash('sha256').update(entry.hf).digest('hex'), details: unknownDetails(quantTag(entry.hf) ?? ''), source: 'hf', estimate: null });
   }
   return [...out.values()];
 }
