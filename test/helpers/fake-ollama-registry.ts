@@ -150,7 +150,8 @@ export class FakeOllamaRegistry {
       if (cut && cut.times > 0 && cut.afterBytes < body.length) {
         cut.times--;
         rec.bytes += cut.afterBytes;
-        res.write(body.subarray(0, cut.afterBytes), () => res.socket?.destroy());
+        // the bytes reach the client before the connection breaks
+        res.write(body.subarray(0, cut.afterBytes), () => setTimeout(() => res.socket?.destroy(), 100));
         return;
       }
       rec.bytes += body.length;
