@@ -62,7 +62,7 @@ export interface CatalogOptions {
   /** The Hugging Face caches' files (ModelHub.list()). */
   hubEntries?: readonly CacheEntry[];
   env?: NodeJS.ProcessEnv;
-  /** Also list configured models whose file is not on disk yet (a Hugging Face alias fetched on first use). */
+  /** Told of store entries that cannot be listed (a broken manifest, a missing blob). */
   onSkip?: (what: string, reason: string) => void;
 }
 

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Ollama } from 'ollama';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { modelsCommand } from '../../src/cli/models.js';
 import { pullCommand } from '../../src/cli/pull.js';
 import { writeTinyModel, writeTinyProjector } from '../../src/gguf/index.js';
 import { FakeOllamaRegistry } from '../helpers/fake-ollama-registry.js';
@@ -88,6 +89,8 @@ describe.skipIf(!tools.server)(`Ollama's store and registry as model sources${to
     const withSystem = await postJson(`${t.url}/v1/chat/completions`, { model: 'llama3.2:1b', messages: [{ role: 'system', content: 'S' }, { role: 'user', content: 'hi' }], max_tokens: 1 });
     expect(bare.json.usage.prompt_tokens).toBeGreaterThan(withSystem.json.usage.prompt_tokens);
     expect(t.proxy.pool.list().filter((i) => i.modelId === 'llama3.2:1b')).toHaveLength(1);
+    const show = await postJson(`${t.url}/api/show`, { model: 'llama3.2:1b' });
+    expect(show.json).toMatchObject({ system: 'You are terse.', parameters: expect.stringContaining('temperature 0.25') });
   });
 
   it('passes a vision model\'s projector layer to llama-server', async () => {
@@ -214,5 +217,18 @@ describe.skipIf(!tools.server)(`Ollama's store and registry as model sources${to
     expect(err).toMatch(/estimate \(from the model layer's header\): .* on cpu at 4096 ctx/);
     expect(err).toMatch(/download(ed|ing) cli:tiny\/.*: 100%/);
     expect(existsSync(path.join(cliStore, 'manifests', 'registry.ollama.ai', 'library', 'cli', 'tiny'))).toBe(true);
+
+    // `models` lists it with its source, size and estimate
+    let listed = '';
+    const listOut = new PassThrough().on('data', (c: Buffer) => (listed += c.toString()));
+    await modelsCommand({ config: file, json: true }, { stdout: listOut, stderr, env: {} });
+    const rows = JSON.parse(listed) as { name: string; source: string; size_bytes: number; estimate: { bytes: number; fits: string } | null }[];
+    const row = rows.find((r) => r.name === 'cli:tiny');
+    expect(row).toMatchObject({ source: 'ollama', size_bytes: readFileSync(out.trim()).length, estimate: { fits: 'cpu' } });
+    expect(row!.estimate!.bytes).toBeGreaterThan(0);
+    let tableText = '';
+    await modelsCommand({ config: file }, { stdout: new PassThrough().on('data', (c: Buffer) => (tableText += c.toString())), stderr, env: {} });
+    expect(tableText).toMatch(/^NAME\s+SOURCE\s+SIZE\s+ESTIMATE/);
+    expect(tableText).toMatch(/cli:tiny\s+Ollama store\s+\S+ \S+\s+\S+ \S+ on cpu at 4096 ctx/);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * Ollama's API, served by the proxy: /api/chat, /api/generate, /api/embed, /api/embeddings, /api/tags, /api/ps,
- * /api/show, /api/version, /api/pull (Hugging Face models into the cache), and `GET /` / `HEAD /`. For our models
+ * /api/show, /api/version, /api/pull (Hugging Face models into the cache, Ollama names from Ollama's registry into the
+ * store), and `GET /` / `HEAD /`. For our models
  * each request is translated to llama-server's OpenAI-compatible API (translate.ts), always streamed from it so
  * that the last line carries its timings, and the answer translated back (respond.ts), through the request's
  * agents when its prompt names some. Models of the Ollama backend get the request as it came (model renamed), their
@@ -540,7 +541,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             throw new ClientError(
               501,
               'not_supported',
-              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
+              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder, Ollama's store, LM Studio's folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
             );
           },
         });
