@@ -231,4 +231,20 @@ describe.skipIf(!tools.server)(`Ollama's store and registry as model sources${to
     expect(tableText).toMatch(/^NAME\s+SOURCE\s+SIZE\s+ESTIMATE/);
     expect(tableText).toMatch(/cli:tiny\s+Ollama store\s+\S+ \S+\s+\S+ \S+ on cpu at 4096 ctx/);
   });
+
+  it('refuses before downloading a model whose header says it can never fit this machine', async () => {
+    const small = await startTestProxy(tools.server!, root, {
+      ollama: { models: path.join(root, 'small-store'), registry: registry.url },
+      gpu: { source: 'simulated', simulated: [{ name: 'tiny', memoryMiB: 1 }], cpuFallback: false, partialOffload: false },
+    });
+    try {
+      const before = registry.requests({ server: 'cdn', pathIncludes: digests.many }).filter((r) => r.range === undefined).length;
+      const r = await postJson(`${small.url}/api/pull`, { model: 'many:tiny', stream: false });
+      expect(r.status, JSON.stringify(r.json)).toBe(503);
+      expect(r.json.error).toMatch(/checked from its header; nothing was downloaded/);
+      expect(registry.requests({ server: 'cdn', pathIncludes: digests.many }).filter((x) => x.range === undefined).length).toBe(before);
+    } finally {
+      await small.proxy.close();
+    }
+  });
 });
