@@ -15,6 +15,7 @@ import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
 import { ensureLlamaTools, supportsRpc, type LlamaTools } from './llamacpp/index.js';
 import { RpcServers } from './cluster/rpc-servers.js';
 import { createModelHub, resolveModelAsync } from './models/index.js';
+import { createOllamaPuller } from './sources/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
 import { Pool } from './pool/pool.js';
@@ -91,6 +92,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   if (source instanceof SimulatedSource) source.charged = (index) => pool.chargedOn(index);
   const agents = await loadAgentRegistry(config, logger);
   const hub = createModelHub(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'hub' }, msg), { inUse: () => pool.filesInUse() });
+  const puller = createOllamaPuller(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'ollama-registry' }, msg));
   const startedAt = Date.now();
   let url = '';
   const clustered = config.cluster.peers.length > 0;
@@ -135,7 +137,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       },
     },
   };
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, reloads: holder, ...(cluster ? { cluster, rpc } : {}) });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, puller, placer, reloads: holder, ...(cluster ? { cluster, rpc } : {}) });
   const loadPinned = (alias: string) =>
     resolveModelAsync(config, alias, hub).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
   holder.on('change', (live, _previous, plan) => {
@@ -181,6 +183,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       stopWatching?.();
       pool.refuseNew();
       await hub.close();
+      await puller.close();
       await app.close();
       await cluster?.close();
       await pool.shutdown();

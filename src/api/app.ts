@@ -29,7 +29,9 @@ import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { METRICS_PREFIX, registerMetrics } from './metrics.js';
 import { registerKeyPolicy } from './policy-hook.js';
-import { modelResolver } from './model-resolution.js';
+import { modelResolver, neverFitsCheck } from './model-resolution.js';
+import { modelEstimator } from './model-estimates.js';
+import type { OllamaPuller } from '../sources/index.js';
 import { OllamaBackend } from './ollama/backend.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerOpenAIRoutes } from './openai.js';
@@ -54,6 +56,8 @@ export interface AppDeps {
   hub?: ModelHub;
   /** Refuses a model that can never fit before it is downloaded. */
   placer?: PlacementService;
+  /** Pulls Ollama names from Ollama's registry (absent: /api/pull takes Hugging Face models only). */
+  puller?: OllamaPuller;
   /** The other nodes, when this proxy is one of a cluster. */
   cluster?: Cluster;
   /** The reloadable config (POST /admin/reload, /health's config section); absent: not reloadable. */
@@ -108,13 +112,14 @@ export function buildApp(deps: AppDeps): ProxyApp {
   registerKeyPolicy(app, config, registry, METRICS_PREFIX);
   if (cluster && deps.rpc) registerRpcRoutes(app, deps.rpc.servers, deps.rpc.options);
 
-  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
+  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, log: (msg, fields) => logger.info(fields, msg) });
+  const estimator = placer ? modelEstimator(placer, deps.monitor) : undefined;
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });
-  registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster });
+  registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster, estimator });
   registerAnthropicRoutes(app, pipeline);
   registerResponsesRoutes(app, pipeline);
   registerTranscriptionRoutes(app, pipeline);
-  registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt, cluster });
+  registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, puller: deps.puller, backend, startedAt, cluster, estimator, checkFits: neverFitsCheck({ placer, pool }) });
 
   // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.
   app.get('/health', async (request) => hasKey(request) ? ({

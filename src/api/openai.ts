@@ -17,6 +17,8 @@ import type { ModelRoute, PromptPipeline } from './prompt-pipeline.js';
 import { modelOf, proxyTo as forwardTo, servePrompt, type PromptFamily, type Target } from './serve-prompt.js';
 import type { ProxyApp } from './types.js';
 import { OPENAI_ERRORS } from './upstream.js';
+import { localCatalog } from '../sources/catalog.js';
+import { estimateView, type ModelEstimator } from './model-estimates.js';
 
 /** Endpoints that carry a prompt to one model: body JSON with "model". */
 export const INFERENCE_PATHS = ['chat/completions', 'completions', 'embeddings', 'rerank'] as const;
@@ -38,6 +40,8 @@ export interface OpenAIRouteDeps {
   startedAt: number;
   /** Other nodes' running models are listed too. */
   cluster?: Cluster | undefined;
+  /** Estimates of the listed models of Ollama's store and LM Studio's folder. */
+  estimator?: ModelEstimator | undefined;
 }
 
 function modelFromBody(request: FastifyRequest): unknown {
@@ -117,8 +121,17 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
         ...nodeOf(id),
       };
     });
+    // Models of Ollama's store and LM Studio's folder: named as a request names them.
+    for (const e of localCatalog(config)) {
+      if ((e.source !== 'ollama' && e.source !== 'lmstudio') || data.some((m) => m.id === e.name)) continue;
+      const instance = running.find((r) => r.modelId === e.name);
+      data.push({
+        id: e.name, object: 'model', created, owned_by: 'llama-smart-proxy', status: instance ? instance.state : 'unloaded',
+        source: { [e.source]: e.file, ...(e.mmproj ? { mmproj: e.mmproj } : {}) }, size_bytes: e.sizeBytes, estimate: estimateView(deps.estimator?.(e)), ...nodeOf(e.name),
+      });
+    }
     for (const r of running) {
-      if (!config.models[r.modelId]) data.push({ id: r.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: r.state, source: { path: r.file }, ...nodeOf(r.modelId) });
+      if (!config.models[r.modelId] && !data.some((m) => m.id === r.modelId)) data.push({ id: r.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: r.state, source: { path: r.file }, ...nodeOf(r.modelId) });
     }
     for (const { node, instance } of elsewhere) {
       if (!data.some((m) => m.id === instance.modelId)) data.push({ id: instance.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: instance.state, node });

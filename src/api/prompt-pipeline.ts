@@ -4,7 +4,7 @@
  * session, and agents' own model calls (`context.complete`). The routes translate bodies and write answers in
  * their API's format around these steps.
  */
-import type { RequestRules } from '../config/schema.js';
+import type { ModelRules } from '../models/resolve.js';
 import { rulesEmpty } from './request-rules.js';
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -43,7 +43,7 @@ export function routeId(route: ModelRoute): string {
 }
 
 /** The request rules of a routed model (only models the proxy runs have them). */
-export function routeRules(route: ModelRoute): RequestRules | undefined {
+export function routeRules(route: ModelRoute): ModelRules | undefined {
   return route.kind === 'local' && !rulesEmpty(route.model.rules) ? route.model.rules : undefined;
 }
 

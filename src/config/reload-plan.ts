@@ -18,7 +18,8 @@ export interface ReloadPlan {
 
 /**
  * Settings read once at start: the listening socket and its limits, the cache, cluster membership, the binary and
- * its build, the instances' port range, the GPU source, the Hub client, the agents, the Ollama backend.
+ * its build, the instances' port range, the GPU source, the Hub client, the Ollama registry client and store, the
+ * agents, the Ollama backend.
  */
 export const RESTART_ONLY: ReadonlyArray<readonly string[]> = [
   ['server', 'host'],
@@ -38,6 +39,7 @@ export const RESTART_ONLY: ReadonlyArray<readonly string[]> = [
   ['pool', 'portRange'],
   ['gpu'],
   ['hub'],
+  ['ollama'],
   ['agents'],
   ['backends'],
 ];

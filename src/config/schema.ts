@@ -107,6 +107,29 @@ const HubSchema = z
   .strict()
   .prefault({});
 
+/** Ollama's model store as a source of models, and Ollama's registry to pull from (src/sources/). */
+const OllamaSourceSchema = z
+  .object({
+    /**
+     * Ollama's store (`manifests/`, `blobs/`): read for models, and where pulls of Ollama names write. Unset: read
+     * $OLLAMA_MODELS, else ~/.ollama/models and /usr/share/ollama/.ollama/models; pulls go to <cacheDir>/ollama.
+     */
+    models: z.string().min(1).optional(),
+    /** The registry Ollama names are pulled from (`registry.ollama.ai` names; a mirror here). */
+    registry: z.url({ protocol: /^https?$/ }).default('https://registry.ollama.ai'),
+  })
+  .strict()
+  .prefault({});
+
+/** LM Studio's model folder (`<publisher>/<repo>/*.gguf`) as a source of `publisher/repo[:variant]` models. */
+const LmStudioSourceSchema = z
+  .object({
+    /** Unset: ~/.lmstudio/models, then the older ~/.cache/lm-studio/models. */
+    models: z.string().min(1).optional(),
+  })
+  .strict()
+  .prefault({});
+
 /** A model's request rules (see api/request-rules.ts). */
 export const RequestRulesSchema = z
   .object({
@@ -398,6 +421,8 @@ export const ConfigSchema = z
     cacheDir: z.string().min(1).optional(),
     gpu: GpuSchema,
     hub: HubSchema,
+    ollama: OllamaSourceSchema,
+    lmstudio: LmStudioSourceSchema,
     agents: AgentsSchema,
     backends: BackendsSchema,
     cluster: ClusterSchema,

@@ -1,6 +1,7 @@
 /**
  * Ollama's API, served by the proxy: /api/chat, /api/generate, /api/embed, /api/embeddings, /api/tags, /api/ps,
- * /api/show, /api/version, /api/pull (Hugging Face models into the cache), and `GET /` / `HEAD /`. For our models
+ * /api/show, /api/version, /api/pull (Hugging Face models into the cache, Ollama names from Ollama's registry into the
+ * store), and `GET /` / `HEAD /`. For our models
  * each request is translated to llama-server's OpenAI-compatible API (translate.ts), always streamed from it so
  * that the last line carries its timings, and the answer translated back (respond.ts), through the request's
  * agents when its prompt names some. Models of the Ollama backend get the request as it came (model renamed), their
@@ -17,7 +18,7 @@ import { forwardedFrom, keepAliveHeaders } from '../../cluster/forwarded.js';
 import { requestKey } from '../request-key.js';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
-import { ClientError, hubTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import { ClientError, pullTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
 import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
@@ -29,6 +30,9 @@ import { keepModelAndStream, routeId, routeRules, type BackendRoute, type Exchan
 import type { ProxyApp } from '../types.js';
 import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat, type UpstreamTarget } from '../upstream.js';
 import type { OllamaBackend } from './backend.js';
+import type { OllamaPuller } from '../../sources/index.js';
+import type { ModelEstimator } from '../model-estimates.js';
+import { pullOllamaName, type OllamaPullDeps } from './pull.js';
 import { hasProjector, localTags, peerRunningEntries, runningEntries, showModel } from './catalog.js';
 import { completionToOllama, createdAt, embeddingVectors, embedResponse, errorText, StreamTranslator, type OllamaKind, type RequestTimes } from './respond.js';
 import { chatRequest, contextSize, generateRequest, hasImages, parseKeepAlive, type KeepAlive, type OllamaMessage } from './translate.js';
@@ -46,6 +50,12 @@ export interface OllamaRouteDeps {
   startedAt: number;
   /** Other nodes' instances and models are listed too. */
   cluster?: Cluster | undefined;
+  /** Pulls Ollama names from Ollama's registry. */
+  puller?: OllamaPuller | undefined;
+  /** Estimates shown in /api/tags. */
+  estimator?: ModelEstimator | undefined;
+  /** Refuses a model that can never fit, from its header, before it is pulled. */
+  checkFits?: OllamaPullDeps['checkFits'];
 }
 
 export const OLLAMA_ERRORS: ErrorFormat = {
@@ -423,7 +433,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
       api.post('/embeddings', (request, reply) => serveEmbeddings(true, request, reply));
 
       api.get('/tags', async (request) => {
-        const models: Record<string, unknown>[] = localTags(config, deps.hub, deps.startedAt).map((m) => ({ ...m }));
+        const models: Record<string, unknown>[] = localTags(config, deps.hub, deps.startedAt, deps.estimator).map((m) => ({ ...m }));
         const backend = deps.backend;
         if (backend) {
           let listed: Awaited<ReturnType<OllamaBackend['tags']>> = [];
@@ -481,9 +491,16 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         const name = canonicalModel(modelField(body), config.models);
         const backend = pipeline.backendRoute(name);
         if (backend) return passthrough(request, reply, backend, '/api/pull', body);
+        const pulled = pullTarget(config, name);
+        if (pulled.kind === 'ollama') {
+          if (!deps.puller) throw new ClientError(501, 'not_supported', 'this proxy runs without an Ollama registry client: Ollama names cannot be pulled');
+          const signal = clientGone(reply);
+          if (body.stream !== false) reply.hijack();
+          return pullOllamaName({ config, puller: deps.puller, checkFits: deps.checkFits }, pulled.name, body.stream !== false, reply.raw, signal);
+        }
         const hub = deps.hub;
         if (!hub) throw new ClientError(501, 'not_supported', 'this proxy runs without a Hugging Face hub: nothing can be pulled');
-        const target = hubTarget(config, name);
+        const target = pulled;
         const signal = clientGone(reply);
         if (body.stream === false) {
           const resolution = await hub.resolve(target.repo, target.variant);
@@ -524,7 +541,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             throw new ClientError(
               501,
               'not_supported',
-              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
+              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder, Ollama's store, LM Studio's folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
             );
           },
         });
