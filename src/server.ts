@@ -8,11 +8,14 @@ import { buildApp } from './api/app.js';
 import { localTags } from './api/ollama/catalog.js';
 import { Cluster } from './cluster/cluster.js';
 import type { ProxyApp } from './api/types.js';
-import type { Config } from './config/index.js';
+import { loadConfig, type Config } from './config/index.js';
+import { ConfigHolder, type ReloadOutcome } from './config/holder.js';
+import { watchConfigFile } from './config/watch.js';
 import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
 import { ensureLlamaTools, supportsRpc, type LlamaTools } from './llamacpp/index.js';
 import { RpcServers } from './cluster/rpc-servers.js';
 import { createModelHub, resolveModelAsync } from './models/index.js';
+import { createOllamaPuller } from './sources/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
 import { Pool } from './pool/pool.js';
@@ -32,6 +35,8 @@ export interface ProxyServer {
   demo: boolean;
   /** The other nodes, when cluster.peers names any. */
   cluster: Cluster | undefined;
+  /** Re-reads the config and applies it without a restart (an invalid file keeps the running config). */
+  reload(): Promise<ReloadOutcome>;
   close(): Promise<void>;
 }
 
@@ -39,6 +44,10 @@ export interface StartOptions {
   logger?: Logger;
   /** Progress lines of a llama.cpp build, for a person (default: stderr). */
   progress?: (line: string) => void;
+  /** How a reload reads the config again (SIGHUP, POST /admin/reload, --watch); default: the config's file. */
+  reload?: () => Config | Promise<Config>;
+  /** Reload when the config file changes (`serve --watch`). */
+  watch?: boolean;
 }
 
 /** With no config file and no models, serve the generated demo model under the alias "demo". */
@@ -56,7 +65,15 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   const progress = options.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
   const tools = await ensureLlamaTools({ cacheDir: baseConfig.cacheDir, llamaServer: baseConfig.llamaServer, log: progress });
   logger.info({ binary: tools.server, source: tools.source }, 'llama-server located');
-  const { config, demo } = await withDemoModel(baseConfig);
+  const started = await withDemoModel(baseConfig);
+  // The live config: everything below holds this one object, and a reload replaces its sections in place.
+  const config: Config = { ...started.config };
+  const demo = started.demo;
+  const readAgain = options.reload ?? (config.source ? () => loadConfig({ file: config.source! }) : undefined);
+  const holder = new ConfigHolder(config, async () => {
+    if (!readAgain) throw new Error('this proxy was started from a config given in code, not from a file: there is nothing to re-read');
+    return (await withDemoModel(await readAgain())).config;
+  });
 
   const log = (msg: string, fields?: Record<string, unknown>) => logger.info(fields ?? {}, msg);
   const source = await openGpuSource(config.gpu);
@@ -65,11 +82,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   await monitor.start();
   const placer = new PlacementService(monitor, config.gpu, log);
   const pool = new Pool({
-    capacity: config.pool.size,
-    maxQueue: config.pool.maxQueue,
-    fairness: config.pool.fairness,
-    queueTimeoutMs: config.pool.queueTimeout * 1000,
-    drainTimeoutMs: config.pool.drainTimeout * 1000,
+    ...poolSettings(config),
     launcher: new LlamaServerLauncher(tools.server, config),
     ports: new PortAllocator(config.pool.portRange[0], config.pool.portRange[1]),
     placer,
@@ -79,6 +92,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
   if (source instanceof SimulatedSource) source.charged = (index) => pool.chargedOn(index);
   const agents = await loadAgentRegistry(config, logger);
   const hub = createModelHub(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'hub' }, msg), { inUse: () => pool.filesInUse() });
+  const puller = createOllamaPuller(config, process.env, (msg, fields) => logger.info({ ...fields, component: 'ollama-registry' }, msg));
   const startedAt = Date.now();
   let url = '';
   const clustered = config.cluster.peers.length > 0;
@@ -123,7 +137,24 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       },
     },
   };
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, ...(cluster ? { cluster, rpc } : {}) });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, puller, placer, reloads: holder, ...(cluster ? { cluster, rpc } : {}) });
+  const loadPinned = (alias: string) =>
+    resolveModelAsync(config, alias, hub).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
+  holder.on('change', (live, _previous, plan) => {
+    logger.info({ added: plan.added, removed: plan.removed, changed: plan.changed }, 'config reloaded');
+    if (plan.needsRestart.length > 0) logger.warn({ settings: plan.needsRestart }, 'config reload: these settings take effect after a restart; the running values are kept');
+    logger.level = live.log.level;
+    pool.tune(poolSettings(live));
+    // A model removed or changed: its instances take no new request and stop once their requests in flight end
+    // (pool.drainTimeout); a request from now on gets an instance started from the new entry.
+    for (const alias of [...plan.removed, ...plan.changed]) {
+      void pool.unload(alias).then((ids) => {
+        if (ids.length > 0) logger.info({ model: alias, instances: ids }, plan.removed.includes(alias) ? 'model removed from the config: its instances stopped' : 'model changed in the config: its old instances stopped');
+      });
+    }
+    for (const alias of [...plan.added, ...plan.changed]) if (live.models[alias]?.pinned) void loadPinned(alias);
+    cluster?.peers.changed();
+  });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {
@@ -141,18 +172,18 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
     void cluster.start();
   }
 
-  for (const [alias, entry] of Object.entries(config.models)) {
-    if (!entry.pinned) continue;
-    resolveModelAsync(config, alias, hub).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
-  }
+  for (const [alias, entry] of Object.entries(config.models)) if (entry.pinned) void loadPinned(alias);
+  const stopWatching = options.watch && config.source ? watchConfigFile(config.source, () => void reload()) : undefined;
 
   let closing: Promise<void> | undefined;
   const close = () => {
     // New requests are refused first; then the exchanges under way end with a last event (app.close's preClose),
     // then the instances stop: a client is never left waiting on an instance that is being stopped.
     closing ??= (async () => {
+      stopWatching?.();
       pool.refuseNew();
       await hub.close();
+      await puller.close();
       await app.close();
       await cluster?.close();
       await pool.shutdown();
@@ -160,7 +191,24 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
     })();
     return closing;
   };
-  return { app, pool, monitor, config, tools, url, demo, cluster, close };
+  const reload = async (): Promise<ReloadOutcome> => {
+    const outcome = await holder.reload();
+    if (!outcome.ok) logger.error({ reason: outcome.error }, 'config reload refused: the running config is kept');
+    return outcome;
+  };
+  return { app, pool, monitor, config, tools, url, demo, cluster, reload, close };
+}
+
+/** The pool's settings from the config (at start, and again on each reload). */
+function poolSettings(config: Config) {
+  return {
+    capacity: config.pool.size,
+    maxQueue: config.pool.maxQueue,
+    maxQueuePerKey: config.pool.maxQueuePerKey,
+    fairness: config.pool.fairness,
+    queueTimeoutMs: config.pool.queueTimeout * 1000,
+    drainTimeoutMs: config.pool.drainTimeout * 1000,
+  };
 }
 
 /** This node's name in the cluster: the config's, else the machine's. */

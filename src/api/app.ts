@@ -7,6 +7,7 @@ import Fastify, { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { AgentRegistry } from '../agents/index.js';
 import type { Config } from '../config/index.js';
+import type { ConfigHolder } from '../config/holder.js';
 import type { GpuMonitor } from '../gpu/index.js';
 import type { LlamaTools } from '../llamacpp/index.js';
 import type { ModelHub } from '../models/index.js';
@@ -23,11 +24,14 @@ import { registerApiKeys } from './auth.js';
 import { jsonBodyParser } from './body.js';
 import { connectionOptions, guardConnections } from './connections.js';
 import { registerCors } from './cors.js';
+import { configReport, registerReloadRoute } from './reload.js';
 import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { METRICS_PREFIX, registerMetrics } from './metrics.js';
 import { registerKeyPolicy } from './policy-hook.js';
-import { modelResolver } from './model-resolution.js';
+import { modelResolver, neverFitsCheck } from './model-resolution.js';
+import { modelEstimator } from './model-estimates.js';
+import type { OllamaPuller } from '../sources/index.js';
 import { OllamaBackend } from './ollama/backend.js';
 import { registerOllamaRoutes } from './ollama/routes.js';
 import { registerOpenAIRoutes } from './openai.js';
@@ -52,8 +56,12 @@ export interface AppDeps {
   hub?: ModelHub;
   /** Refuses a model that can never fit before it is downloaded. */
   placer?: PlacementService;
+  /** Pulls Ollama names from Ollama's registry (absent: /api/pull takes Hugging Face models only). */
+  puller?: OllamaPuller;
   /** The other nodes, when this proxy is one of a cluster. */
   cluster?: Cluster;
+  /** The reloadable config (POST /admin/reload, /health's config section); absent: not reloadable. */
+  reloads?: ConfigHolder;
   /** rpc-servers this node runs for other nodes' instances (absent: it lends none, and says why). */
   rpc?: { servers: RpcServers | undefined; options: RpcRoutesOptions };
 }
@@ -63,7 +71,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const agents = deps.agents ?? AgentRegistry.empty();
   const startedAt = deps.startedAt ?? Date.now();
   const clients = new UpstreamClients(config.llamaServer.readTimeout * 1000);
-  const backend = config.backends.ollama ? new OllamaBackend(config.backends.ollama, config.models) : undefined;
+  const backend = config.backends.ollama ? new OllamaBackend(config.backends.ollama, () => config.models) : undefined;
   const app = Fastify({
     loggerInstance: logger,
     // One line per proxied request is logged by the route itself; fastify's two per request are noise.
@@ -95,30 +103,33 @@ export function buildApp(deps: AppDeps): ProxyApp {
   const placer = deps.placer;
   const registry = registerMetrics(app, { pool, monitor: deps.monitor, version: deps.version, cluster: deps.cluster, ...(placer ? { runtimeOverhead: () => placer.runtime.byGpu() } : {}) });
   // Before the key check: a preflight carries no key.
-  registerCors(app, config.server.cors.origins);
+  registerCors(app, () => config.server.cors.origins);
   // Before the key check too: a request another node forwards carries the cluster token, not a client's key.
   const cluster = deps.cluster;
   const trusted = cluster ? registerClusterRoutes(app, cluster, config.cluster.token) : undefined;
-  const hasKey = registerApiKeys(app, config.server.apiKeys, trusted, config.server.keys);
+  const hasKey = registerApiKeys(app, () => config.server, trusted);
   // After the key check: each key's role, models and limits; its accounting (/usage, per-key /metrics).
   registerKeyPolicy(app, config, registry, METRICS_PREFIX);
   if (cluster && deps.rpc) registerRpcRoutes(app, deps.rpc.servers, deps.rpc.options);
 
-  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, log: (msg, fields) => logger.info({ ...fields, component: 'quantization' }, msg) });
+  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, log: (msg, fields) => logger.info(fields, msg) });
+  const estimator = placer ? modelEstimator(placer, deps.monitor) : undefined;
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });
-  registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster });
+  registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster, estimator });
   registerAnthropicRoutes(app, pipeline);
   registerResponsesRoutes(app, pipeline);
   registerTranscriptionRoutes(app, pipeline);
-  registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, backend, startedAt, cluster });
+  registerOllamaRoutes(app, { config, pool, resolver, pipeline, hub: deps.hub, puller: deps.puller, backend, startedAt, cluster, estimator, checkFits: neverFitsCheck({ placer, pool }) });
 
   // Open to liveness probes; what runs where (ports, pids, files) only for a client with a key.
   app.get('/health', async (request) => hasKey(request) ? ({
     ...healthReport({ config, pool, tools: deps.tools, version: deps.version, startedAt, agents: agents.health(), monitor: deps.monitor, runtimeOverhead: deps.placer?.runtime.byGpu() }),
     backends: backend ? { ollama: await backend.status() } : {},
+    ...(deps.reloads ? { config: configReport(deps.reloads) } : {}),
     ...(cluster ? { cluster: { node: cluster.name, nodes: await cluster.report() } } : {}),
   }) : { status: 'ok', version: deps.version });
   registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor, cluster });
+  if (deps.reloads) registerReloadRoute(app, deps.reloads);
   registerDashboard(app);
 
   // Before connections are closed: streams under way get a last event saying the proxy shuts down.

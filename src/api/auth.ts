@@ -10,6 +10,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { ApiKeyConfig } from '../config/index.js';
+import { derived } from '../util/derived.js';
 import { DASHBOARD_PATH } from './dashboard.js';
 import { errorBodyFor } from './errors.js';
 import { setRequestKey } from './request-key.js';
@@ -75,12 +76,14 @@ function isOpen(method: string, url: string): boolean {
 
 /**
  * Adds the key check; returns whether a request carries a valid key (always true when no key is configured), for
- * the open routes that say more to a client with a key (/health).
+ * the open routes that say more to a client with a key (/health). The keys are read from `server()` per request
+ * (a config reload changes them at once); their hashes are made again only when that section is replaced.
  */
-export function registerApiKeys(app: ProxyApp, keys: readonly string[], trusted: (request: FastifyRequest) => boolean = () => false, named: readonly ApiKeyConfig[] = []): (request: FastifyRequest) => boolean {
-  const known = knownKeys(keys, named);
-  if (known.length === 0) return () => true;
+export function registerApiKeys(app: ProxyApp, server: () => { apiKeys: readonly string[]; keys: readonly ApiKeyConfig[] }, trusted: (request: FastifyRequest) => boolean = () => false): (request: FastifyRequest) => boolean {
+  const current = derived(server, (s) => knownKeys(s.apiKeys, s.keys));
   app.addHook('onRequest', async (request, reply) => {
+    const known = current();
+    if (known.length === 0) return;
     // Another node of the cluster (it checked its client's key and applied its policy): the cluster token stands
     // for it, and it is not limited again here.
     if (isOpen(request.method, request.url) || trusted(request)) return;
@@ -96,5 +99,8 @@ export function registerApiKeys(app: ProxyApp, keys: readonly string[], trusted:
     // Each family's clients read only their own error shape (Ollama's {"error"}, Anthropic's, else OpenAI's).
     return reply.send(errorBodyFor(request.url, 401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
   });
-  return (request) => trusted(request) || identifyKey(presentedKey(request.headers), known) !== undefined;
+  return (request) => {
+    const known = current();
+    return known.length === 0 || trusted(request) || identifyKey(presentedKey(request.headers), known) !== undefined;
+  };
 }

@@ -8,6 +8,7 @@
  * @fastify/cors: these rules (wildcard ports, preflight ahead of the key check on paths with no route) would need
  * as much configuration there.
  */
+import { derived } from '../util/derived.js';
 import type { ProxyApp } from './types.js';
 
 const METHODS = 'GET, POST, DELETE, OPTIONS, HEAD';
@@ -30,11 +31,12 @@ export function originMatcher(patterns: readonly string[]): (origin: string) => 
   };
 }
 
-export function registerCors(app: ProxyApp, origins: readonly string[]): void {
-  const allowed = originMatcher(origins);
-  const any = origins.includes('*');
+/** `origins` is read per request (a config reload may change it); its matcher is rebuilt only when it does. */
+export function registerCors(app: ProxyApp, origins: () => readonly string[]): void {
+  const current = derived(origins, (list) => ({ allowed: originMatcher(list), any: list.includes('*') }));
   app.addHook('onRequest', async (request, reply) => {
     const origin = request.headers.origin;
+    const { allowed, any } = current();
     const ok = typeof origin === 'string' && allowed(origin);
     // On the raw response: proxied answers are written there, past fastify's reply headers.
     if (ok) {

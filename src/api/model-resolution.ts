@@ -5,6 +5,7 @@
  * A streamed request sees the download's progress as SSE comments while it waits.
  */
 import type { ServerResponse } from 'node:http';
+import type { GgufModelHeader } from '../gguf/index.js';
 import type { Config } from '../config/index.js';
 import { modelInfo } from '../estimate/index.js';
 import {
@@ -31,8 +32,22 @@ export interface ResolutionDeps {
   pool: Pool;
   hub?: ModelHub | undefined;
   placer?: PlacementService | undefined;
-  /** Decisions worth a log line (the `:auto` quantization chosen, with its numbers). */
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  /** Said once per model: its resolution's notes (an Ollama template not used, params not applied); the `:auto` choices. */
+  log?: (msg: string, fields: Record<string, unknown>) => void;
+}
+
+/**
+ * The check made before a download: a model that can never fit this machine (its estimate from the header read by
+ * range requests) is refused with 503, nothing downloaded. Absent without a placer.
+ */
+export function neverFitsCheck(deps: Pick<ResolutionDeps, 'placer' | 'pool'>): ((model: ResolvedModel, header: GgufModelHeader) => Promise<void>) | undefined {
+  const placer = deps.placer;
+  if (!placer) return undefined;
+  return async (model, header) => {
+    const info = modelInfo({ ...header, tensors: header.tensors });
+    const refusal = await placer.refusalIfNeverFits(model, info, () => deps.pool.charges());
+    if (refusal) throw new ClientError(503, 'insufficient_memory', `${refusal} (checked from its header; nothing was downloaded)`);
+  };
 }
 
 export interface ResolveContext {
@@ -97,9 +112,18 @@ function variantOf(id: unknown): { base: unknown; apply: (model: ResolvedModel) 
 }
 
 export function modelResolver(deps: ResolutionDeps): ModelResolver {
+  const said = new Set<string>();
+  const noted = (model: ResolvedModel) => {
+    if (!model.notes || !deps.log || said.has(model.id)) return;
+    said.add(model.id);
+    for (const note of model.notes) deps.log(note, { model: model.id, file: model.file, source: model.source });
+  };
+  const check = neverFitsCheck(deps);
   const sync = (id: unknown): ResolvedModel => {
     const { base, apply } = variantOf(id);
-    return apply(resolveModel(deps.config, base));
+    const model = resolveModel(deps.config, base);
+    noted(model);
+    return apply(model);
   };
   if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [] };
   const hub = deps.hub;
@@ -116,12 +140,10 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...(ctx.progressTo ? { onProgress: (p: DownloadProgress) => writeProgress(ctx.progressTo!, p) } : {}),
         beforeDownload: async ({ header, model }) => {
-          if (!deps.placer) return;
-          const info = modelInfo({ ...header, tensors: header.tensors });
-          const refusal = await deps.placer.refusalIfNeverFits(model, info, () => deps.pool.charges());
-          if (refusal) throw new ClientError(503, 'insufficient_memory', `${refusal} (checked from its header; nothing was downloaded)`);
+          await check?.(model, header);
         },
       });
+      noted(model);
       return apply(model);
     },
   };

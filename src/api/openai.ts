@@ -17,6 +17,8 @@ import type { ModelRoute, PromptPipeline } from './prompt-pipeline.js';
 import { modelOf, proxyTo as forwardTo, servePrompt, type PromptFamily, type Target } from './serve-prompt.js';
 import type { ProxyApp } from './types.js';
 import { OPENAI_ERRORS } from './upstream.js';
+import { localCatalog } from '../sources/catalog.js';
+import { estimateView, type ModelEstimator } from './model-estimates.js';
 
 /** Endpoints that carry a prompt to one model: body JSON with "model". */
 export const INFERENCE_PATHS = ['chat/completions', 'completions', 'embeddings', 'rerank'] as const;
@@ -38,6 +40,8 @@ export interface OpenAIRouteDeps {
   startedAt: number;
   /** Other nodes' running models are listed too. */
   cluster?: Cluster | undefined;
+  /** Estimates of the listed models of Ollama's store and LM Studio's folder. */
+  estimator?: ModelEstimator | undefined;
 }
 
 function modelFromBody(request: FastifyRequest): unknown {
@@ -72,21 +76,26 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
     }
   }
 
-  /** A model of ours for llama-server's own endpoints (the backend has none of them). */
-  const localRoute = (field: unknown, path: string): ModelRoute => {
+  /**
+   * A model of ours for llama-server's own endpoints (the backend has none of them): a configured or local model
+   * (never downloaded for them), or in a cluster one that another node holds (served there, where it runs).
+   */
+  const llamaRoute = async (field: unknown, path: string): Promise<ModelRoute> => {
     if (pipeline.backendRoute(field)) throw new ClientError(400, 'unsupported', `${path} is llama-server's; model "${String(field)}" is served by the Ollama backend`);
+    // pipeline.route resolves without a download when a node holds the model (and names the node when only it does).
+    if (deps.cluster && typeof field === 'string' && deps.cluster.holders(field).length > 0) return pipeline.route(field);
     return { kind: 'local', model: resolver.sync(field) };
   };
 
   // llama-server's own endpoints, sent to the instance of the model named in the body (POST) or query (GET).
   for (const path of MODEL_SCOPED_POST) {
-    app.post(path, (request, reply) => proxyTo(request, reply, localRoute(modelFromBody(request), path), { method: 'POST', path }));
+    app.post(path, async (request, reply) => proxyTo(request, reply, await llamaRoute(modelFromBody(request), path), { method: 'POST', path }));
   }
   for (const path of MODEL_SCOPED_GET) {
-    app.get(path, (request, reply) => {
+    app.get(path, async (request, reply) => {
       const query = request.query as Record<string, unknown>;
       if (query.model === undefined) throw new ClientError(400, 'model_required', `${path} needs a ?model= query parameter`);
-      return proxyTo(request, reply, localRoute(query.model, path), { method: 'GET', path });
+      return proxyTo(request, reply, await llamaRoute(query.model, path), { method: 'GET', path });
     });
   }
 
@@ -112,8 +121,17 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
         ...nodeOf(id),
       };
     });
+    // Models of Ollama's store and LM Studio's folder: named as a request names them.
+    for (const e of localCatalog(config)) {
+      if ((e.source !== 'ollama' && e.source !== 'lmstudio') || data.some((m) => m.id === e.name)) continue;
+      const instance = running.find((r) => r.modelId === e.name);
+      data.push({
+        id: e.name, object: 'model', created, owned_by: 'llama-smart-proxy', status: instance ? instance.state : 'unloaded',
+        source: { [e.source]: e.file, ...(e.mmproj ? { mmproj: e.mmproj } : {}) }, size_bytes: e.sizeBytes, estimate: estimateView(deps.estimator?.(e)), ...nodeOf(e.name),
+      });
+    }
     for (const r of running) {
-      if (!config.models[r.modelId]) data.push({ id: r.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: r.state, source: { path: r.file }, ...nodeOf(r.modelId) });
+      if (!config.models[r.modelId] && !data.some((m) => m.id === r.modelId)) data.push({ id: r.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: r.state, source: { path: r.file }, ...nodeOf(r.modelId) });
     }
     for (const { node, instance } of elsewhere) {
       if (!data.some((m) => m.id === instance.modelId)) data.push({ id: instance.modelId, object: 'model', created, owned_by: 'llama-smart-proxy', status: instance.state, node });

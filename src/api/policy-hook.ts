@@ -86,6 +86,8 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
       countRefused(key.name, field);
       return refuse(403, `key "${key.name}" may not use model "${field}" (its models: ${(key.policy.models ?? []).join(', ')})`, 'model_not_allowed');
     }
+    // The models its agents call (context.complete) obey the same list.
+    refusals.set(request.raw, (model) => (modelAllowed(key.policy.models, modelNames(model, config)) ? undefined : `key "${key.name}" may not use model "${model}" (called by an agent; its models: ${(key.policy.models ?? []).join(', ')})`));
     const decision = limiter.tryStart(key.name, key.policy);
     if (!decision.ok) {
       countRefused(key.name, field);
@@ -120,6 +122,12 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
 }
 
 const accounted = new WeakMap<object, (prompt: number, completion: number) => void>();
+const refusals = new WeakMap<object, (model: string) => string | undefined>();
+
+/** Why the request's key may not use `model` (for a model an agent calls), or undefined when it may or has no key. */
+export function modelRefusal(request: FastifyRequest): ((model: string) => string | undefined) | undefined {
+  return refusals.get(request.raw);
+}
 
 /** Counts an answer's tokens against the request's key (no-op for a request without a configured key). */
 export function countTokens(request: FastifyRequest, prompt: number, completion: number): void {

@@ -4,7 +4,7 @@
  * session, and agents' own model calls (`context.complete`). The routes translate bodies and write answers in
  * their API's format around these steps.
  */
-import type { RequestRules } from '../config/schema.js';
+import type { ModelRules } from '../models/resolve.js';
 import { rulesEmpty } from './request-rules.js';
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -43,7 +43,7 @@ export function routeId(route: ModelRoute): string {
 }
 
 /** The request rules of a routed model (only models the proxy runs have them). */
-export function routeRules(route: ModelRoute): RequestRules | undefined {
+export function routeRules(route: ModelRoute): ModelRules | undefined {
   return route.kind === 'local' && !rulesEmpty(route.model.rules) ? route.model.rules : undefined;
 }
 
@@ -111,6 +111,15 @@ export interface SessionInit {
   stream: boolean;
   log: Logger;
   signal: AbortSignal;
+  /** Whom the request is for: the models its agents call take that key's turns and obey its allow-list. */
+  caller?: ModelCaller;
+}
+
+/** Who calls a model from an agent (context.complete): the request's key and its allow-list. */
+export interface ModelCaller {
+  key?: RequestKey;
+  /** Why the key may not use `model`, or undefined when it may. */
+  refusal?: (model: string) => string | undefined;
 }
 
 /** A request's agent session, told which upstream serves it once there is one (for context.instance()). */
@@ -153,9 +162,9 @@ export class PromptPipeline {
   }
 
   /** The upstream of a request forwarded to `node`'s proxy. */
-  private peerUpstream(cluster: Cluster, node: string, reason: string, upstreamModel: string | undefined, started: number): Upstream {
+  private peerUpstream(cluster: Cluster, node: string, reason: string, upstreamModel: string | undefined, started: number, key: RequestKey | undefined): Upstream {
     return {
-      target: cluster.target(node, this.deps.clients.closingSignal),
+      target: cluster.target(node, this.deps.clients.closingSignal, key),
       upstreamModel,
       lease: undefined,
       waitedMs: Date.now() - started,
@@ -180,12 +189,12 @@ export class PromptPipeline {
     if (route.kind === 'peer') {
       const node = cluster?.holders(route.id, exclude)[0];
       if (!cluster || !node) throw new PoolError(503, 'node_down', `model "${route.id}" is on no other node that answers (and not on this one's disk)`, 5);
-      return this.peerUpstream(cluster, node, `holds "${route.id}" on its disk`, undefined, started);
+      return this.peerUpstream(cluster, node, `holds "${route.id}" on its disk`, undefined, started, key);
     }
     if (cluster && !stay) {
       const choice = await cluster.choose(route.model, exclude);
       // A variant (its own context, embeddings) is named by its id; anything else as the client wrote it.
-      if (choice.kind === 'peer') return this.peerUpstream(cluster, choice.node, choice.reason, route.model.variantOf ? route.model.id : undefined, started);
+      if (choice.kind === 'peer') return this.peerUpstream(cluster, choice.node, choice.reason, route.model.variantOf ? route.model.id : undefined, started, key);
       // Over RPC: the local pool runs the model with the placement the cluster set up.
       if (choice.model) route = { kind: 'local', model: choice.model };
     }
@@ -234,13 +243,22 @@ export class PromptPipeline {
   }
 
   /** context.complete: one model call through the pool (or the backend), no agents, not streamed. */
-  readonly callModel = async (endpoint: AgentEndpoint, body: JsonObject, signal: AbortSignal): Promise<JsonObject> => {
+  readonly callModel = async (endpoint: AgentEndpoint, body: JsonObject, signal: AbortSignal, caller: ModelCaller = {}): Promise<JsonObject> => {
+    // An agent calls models for the request's client: a model outside that key's list is refused as the request would be.
+    const refused = typeof body.model === 'string' ? caller.refusal?.(body.model) : undefined;
+    if (refused) throw new ClientError(403, 'model_not_allowed', refused);
     const route = await this.route(body.model, { signal });
     const { stream: _stream, stream_options: _streamOptions, ...rest } = body;
-    return this.exchange(route, signal, (upstream) => {
-      const sent = upstream.upstreamModel === undefined ? rest : { ...rest, model: upstream.upstreamModel };
-      return requestJson(upstream.target, `/v1/${endpoint}`, sent, signal, routeId(route));
-    });
+    return this.exchange(
+      route,
+      signal,
+      (upstream) => {
+        const sent = upstream.upstreamModel === undefined ? rest : { ...rest, model: upstream.upstreamModel };
+        return requestJson(upstream.target, `/v1/${endpoint}`, sent, signal, routeId(route));
+      },
+      undefined,
+      caller.key ? { key: caller.key } : {},
+    );
   };
 
   /** The agent session of one request. */
@@ -266,7 +284,7 @@ export class PromptPipeline {
       stream: init.stream,
       log: init.log,
       signal: init.signal,
-      complete: this.callModel,
+      complete: (endpoint, body, signal) => this.callModel(endpoint, body, signal, init.caller),
       instance: () => (served ? instanceInfo(served) : undefined),
       onFailure: (name, hook, reason) => agents.recordFailure(name, hook, reason),
     });

@@ -37,7 +37,7 @@ export interface QuantizationPickerDeps {
   placer: PlacementService;
   /** The proxy's instances and loads under way (the pool's ledger). */
   ledger: () => Ledger;
-  log?: (msg: string, fields?: Record<string, unknown>) => void;
+  log?: (msg: string, fields: Record<string, unknown>) => void;
 }
 
 export class QuantizationPicker {

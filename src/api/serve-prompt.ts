@@ -9,13 +9,13 @@ import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../agents/index.js';
-import { forwardedFrom } from '../cluster/forwarded.js';
+import { forwardedFrom, forwardedKeepAlive } from '../cluster/forwarded.js';
 import { ClientError } from '../models/index.js';
 import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
 import { bodyObject, clientGone } from './body.js';
 import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
-import { countTokens, UsageTail } from './policy-hook.js';
+import { countTokens, modelRefusal, UsageTail } from './policy-hook.js';
 import { progressStarted } from './model-resolution.js';
 import { applyRequestRules } from './request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
@@ -89,6 +89,9 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
       signal,
       async (upstream, retryable) => {
         options.onUpstream?.(upstream);
+        // An Ollama request translated by the entry node: its keep_alive, for this node's instance.
+        const keepAlive = forwardedKeepAlive(request);
+        if (keepAlive) upstream.lease?.keepAlive(keepAlive);
         reply.hijack();
         hijacked = true;
         let body: string | Buffer | undefined;
@@ -107,7 +110,8 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
           upstream.target,
           {
             method: target.method,
-            path: target.path,
+            // Another node's proxy needs the model named: a GET names it in its query (?model=).
+            path: upstream.node !== undefined && target.method === 'GET' ? request.url : target.path,
             ...(body ? { body, contentType: options.contentType ?? 'application/json' } : {}),
             headers: request.headers,
             retryable,
@@ -168,7 +172,9 @@ async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest
   const bridge = family.bridge;
   // The app's logger is pino (loggerInstance), so the request's child is one too.
   const log = request.log as Logger;
-  const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal });
+  const refusal = modelRefusal(request);
+  const caller = { key: requestKey(request), ...(refusal ? { refusal } : {}) };
+  const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal, caller });
   // What agents started from (for a bridged family: its chat translation), to restore model and stream against.
   const original = bridge ? bridge.toChat(body).chat : body;
   try {

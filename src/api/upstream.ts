@@ -278,6 +278,8 @@ export interface OpenRequest {
   body?: string;
   /** Accept header (default application/json). */
   accept?: string;
+  /** More headers (after the target's own). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -290,7 +292,7 @@ export async function openUpstream(target: UpstreamTarget, req: OpenRequest, sig
     const res = await requestRetryingStale(target.dispatcher, {
       method: req.method ?? 'POST',
       path: req.path,
-      headers: { ...target.headers, accept: req.accept ?? 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      headers: { ...target.headers, ...req.headers, accept: req.accept ?? 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       body: req.body ?? null,
       signal: linked.signal,
       headersTimeout: target.headersTimeout,

@@ -33,6 +33,7 @@ program
   .option('-c, --config <file>', 'configuration file (YAML or JSON); default ./llama-smart-proxy.yaml if present')
   .option('--host <addr>', 'listen address (overrides the config and LLAMA_SMART_PROXY_HOST)')
   .option('--port <n>', 'listen port (overrides the config and LLAMA_SMART_PROXY_PORT)', intArg('port', 0, 65535))
+  .option('--watch', 'reload the config file when it changes (as SIGHUP and POST /admin/reload do)')
   .action(serveCommand);
 
 program
@@ -99,15 +100,15 @@ program
 
 program
   .command('pull')
-  .description('download a Hugging Face model into the cache (progress bar on a terminal); prints the model file\'s path')
-  .argument('<model>', 'owner/repo[:variant] (default variant Q4_K_M, else the closest), or a configured alias with "hf"')
+  .description('download a Hugging Face model into the cache, or an Ollama model into the Ollama store (progress bar on a terminal); prints the model file\'s path')
+  .argument('<model>', 'owner/repo[:variant] (default variant Q4_K_M, else the closest), a configured alias with "hf", or an Ollama name (llama3.2:1b, registry.ollama.ai/ns/model:tag)')
   .option('-c, --config <file>', 'configuration file')
   .option('-v, --verbose', 'print what the hub does (resolution, resumes, retries)')
   .action((model: string, flags: { config?: string; verbose?: boolean }) => pullCommand(model, flags));
 
 program
   .command('models')
-  .description('list the models in the Hugging Face caches: repo, file, size, last used, partial downloads')
+  .description('list the models on disk (config, models folder, Hugging Face caches, Ollama store, LM Studio): source, size, estimate for this machine')
   .option('-c, --config <file>', 'configuration file')
   .option('--all', 'also list files that are not GGUF')
   .option('--json', 'machine-readable output')

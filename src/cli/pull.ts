@@ -3,8 +3,10 @@
  * `hf`) and downloads it into the cache, with a progress bar on a terminal and plain lines otherwise. Prints the
  * model file's path on stdout.
  */
-import { loadConfig } from '../config/index.js';
-import { createModelHub, DEFAULT_HF_VARIANT, describeProgress, formatBytes, hubTarget, type DownloadProgress } from '../models/index.js';
+import { loadConfig, type Config } from '../config/index.js';
+import { createModelHub, DEFAULT_HF_VARIANT, describeProgress, formatBytes, pullTarget, type DownloadProgress } from '../models/index.js';
+import { createOllamaPuller, type ParsedOllamaName, type PullProgress } from '../sources/index.js';
+import { describeEstimate, headerInfo, readMachine } from './machine.js';
 
 export interface PullFlags {
   config?: string;
@@ -45,9 +47,10 @@ export function progressBar(p: DownloadProgress, columns = 80): string {
 export async function pullCommand(model: string, flags: PullFlags = {}, io: CliIO = processIO()): Promise<void> {
   const config = loadConfig({ ...(flags.config ? { file: flags.config } : {}), env: io.env });
   const log = flags.verbose ? (msg: string, fields?: Record<string, unknown>) => io.stderr.write(`${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`) : undefined;
+  const target = pullTarget(config, model, io.env);
+  if (target.kind === 'ollama') return pullOllama(config, target.name, io, log);
   const hub = createModelHub(config, io.env, log);
   try {
-    const target = hubTarget(config, model);
     const res = await hub.resolve(target.repo, target.variant);
     const parts = res.parts.length > 1 ? ` (+${res.parts.length - 1} parts)` : '';
     const mmproj = res.mmproj ? ` and ${res.mmproj.path}` : '';
@@ -82,5 +85,41 @@ export async function pullCommand(model: string, flags: PullFlags = {}, io: CliI
     if (out.mmproj) io.stdout.write(`${out.mmproj}\n`);
   } finally {
     await hub.close();
+  }
+}
+
+/** `pull` of an Ollama name: manifest, the estimate from the model layer's header, then the blobs into the store. */
+async function pullOllama(config: Config, name: ParsedOllamaName, io: CliIO, log: ((msg: string, fields?: Record<string, unknown>) => void) | undefined): Promise<void> {
+  const puller = createOllamaPuller(config, io.env, log);
+  try {
+    const plan = await puller.plan(name);
+    io.stderr.write(`${plan.display} from ${plan.base}: ${plan.manifest.layers.length} layers, ${formatBytes(plan.totalBytes)}\n`);
+    if (!plan.model.cached) {
+      const header = await puller.probeHeader(plan);
+      const machine = await readMachine(config, io.env);
+      io.stderr.write(`estimate (from the model layer's header): ${describeEstimate(machine.estimate(headerInfo(header), { ctx: config.modelDefaults.ctx, parallel: config.modelDefaults.parallel, args: config.modelDefaults.args }))}\n`);
+    }
+    if (plan.missingBytes === 0) io.stderr.write('already in the store\n');
+    else if (plan.missingBytes < plan.totalBytes) io.stderr.write(`resuming: ${formatBytes(plan.totalBytes - plan.missingBytes)} already on disk\n`);
+    const tty = io.stderr.isTTY === true;
+    const done = new Map<string, number>();
+    let lastPlain = 0;
+    const onProgress = (p: PullProgress) => {
+      done.set(p.digest, p.completed);
+      const received = [...done.values()].reduce((a, b) => a + b, 0) + plan.blobs.filter((b) => b.cached && !done.has(b.digest)).reduce((a, b) => a + b.size, 0);
+      const progress: DownloadProgress = { repo: plan.display, file: p.digest.slice(7, 19), phase: p.phase, receivedBytes: Math.min(received, plan.totalBytes), totalBytes: plan.totalBytes, bytesPerSecond: 0 };
+      if (tty) io.stderr.write(`\r\x1b[K${progressBar(progress, io.stderr.columns ?? 80)}`);
+      else if (Date.now() - lastPlain > 2000 || p.phase === 'done') {
+        lastPlain = Date.now();
+        io.stderr.write(`${describeProgress(progress)}\n`);
+      }
+    };
+    const started = Date.now();
+    await puller.pull(plan, { onProgress, progressIntervalMs: tty ? 100 : 500 });
+    if (tty) io.stderr.write('\n');
+    io.stderr.write(`done in ${duration((Date.now() - started) / 1000)}; manifest ${plan.manifestPath}\n`);
+    io.stdout.write(`${plan.model.local}\n`);
+  } finally {
+    await puller.close();
   }
 }

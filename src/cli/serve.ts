@@ -6,13 +6,15 @@ export interface ServeFlags {
   config?: string;
   host?: string;
   port?: number;
+  watch?: boolean;
 }
 
-/** Runs the proxy until SIGINT/SIGTERM; every instance is stopped before the process exits. */
+/** Runs the proxy until SIGINT/SIGTERM (SIGHUP reloads the config); every instance is stopped before the process exits. */
 export async function serveCommand(flags: ServeFlags): Promise<void> {
   const overrides = { ...(flags.host !== undefined ? { host: flags.host } : {}), ...(flags.port !== undefined ? { port: flags.port } : {}) };
-  const config = loadConfig({ ...(flags.config ? { file: flags.config } : {}), overrides });
-  const proxy = await startProxy(config);
+  const read = () => loadConfig({ ...(flags.config ? { file: flags.config } : {}), overrides });
+  const config = read();
+  const proxy = await startProxy(config, { reload: read, watch: flags.watch === true });
   const models = Object.keys(proxy.config.models);
   const example = models[0] ?? 'MODEL';
   // One write, so a reader of the pipe never sees the first line without the rest.
@@ -40,5 +42,8 @@ export async function serveCommand(flags: ServeFlags): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGHUP', () => stop('SIGHUP'));
+  // SIGHUP re-reads the config (as nginx and most daemons do); an invalid file is logged and the old one kept.
+  process.on('SIGHUP', () => {
+    void proxy.reload();
+  });
 }

@@ -12,7 +12,9 @@ import type { PlannerSettings } from '../placement/types.js';
 import { PoolError } from '../pool/errors.js';
 import type { Pool } from '../pool/pool.js';
 import { readLocalState } from './local-state.js';
-import { CLUSTER_TOKEN_HEADER, FORWARDED_HEADER, Peers, type PeerRecord } from './peers.js';
+import { CLUSTER_TOKEN_HEADER, FORWARDED_HEADER, FORWARDED_KEY_HEADER, Peers, type PeerRecord } from './peers.js';
+import { forwardedKey } from './forwarded.js';
+import type { RequestKey } from '../api/request-key.js';
 import { planCluster, type ClusterDecision } from './planner.js';
 import { planRpc, type RpcCost, type RpcPlan } from './rpc-plan.js';
 import { viewOf, type NodeState, type NodeView } from './types.js';
@@ -289,12 +291,13 @@ export class Cluster {
   }
 
   /** The target a request forwarded to `node` goes to; ends like any upstream at shutdown (`closing`). */
-  target(node: string, closing?: AbortSignal): UpstreamTarget {
+  target(node: string, closing?: AbortSignal, key?: RequestKey): UpstreamTarget {
     const rec = this.peers.node(node);
     if (!rec) throw new PoolError(503, 'node_down', `node ${node} does not answer`, 1);
     const readTimeoutMs = this.deps.config.llamaServer.readTimeout * 1000;
     const token = this.deps.config.cluster.token;
-    return peerTarget(rec, node, this.name, token, readTimeoutMs, closing, (reason) => this.peers.failed(node, reason));
+    const headers: Record<string, string> = { [FORWARDED_HEADER]: this.name, ...(token ? { [CLUSTER_TOKEN_HEADER]: token } : {}), ...(key ? { [FORWARDED_KEY_HEADER]: forwardedKey(key) } : {}) };
+    return peerTarget(rec, node, headers, readTimeoutMs, closing, (reason) => this.peers.failed(node, reason));
   }
 
   /** The instances other nodes run (for /v1/models, /api/ps), as they last told. */
@@ -357,13 +360,13 @@ function describe(state: NodeState, local: boolean, reachable: boolean, lastSeen
   };
 }
 
-function peerTarget(rec: PeerRecord, node: string, entry: string, token: string | undefined, readTimeoutMs: number, closing: AbortSignal | undefined, unreachable: (reason: string) => void): UpstreamTarget {
+function peerTarget(rec: PeerRecord, node: string, headers: Record<string, string>, readTimeoutMs: number, closing: AbortSignal | undefined, unreachable: (reason: string) => void): UpstreamTarget {
   return {
     dispatcher: rec.dispatcher,
     name: `node ${node}`,
     headersTimeout: readTimeoutMs,
     bodyTimeout: readTimeoutMs,
-    headers: { [FORWARDED_HEADER]: entry, ...(token ? { [CLUSTER_TOKEN_HEADER]: token } : {}) },
+    headers,
     ...(closing ? { closing } : {}),
     failure: (err) => {
       if (closing?.aborted) return { status: 503, message: 'the proxy is shutting down' };

@@ -14,6 +14,11 @@ import type { NodeState } from './types.js';
 export const CLUSTER_TOKEN_HEADER = 'x-llama-smart-proxy-cluster-token';
 /** On a request one node forwards to another: the entry's name (the receiver serves it itself, agents ran already). */
 export const FORWARDED_HEADER = 'x-llama-smart-proxy-forwarded';
+/**
+ * On a forwarded request: whom the entry served it for, `<priority> <name>` (the key's name, URI-encoded, never the
+ * key), so the receiving node's fair queue takes turns across the same clients. Believed only with the token.
+ */
+export const FORWARDED_KEY_HEADER = 'x-llama-smart-proxy-key';
 /** On every answer: the node that served it. */
 export const NODE_HEADER = 'x-llama-smart-proxy-node';
 

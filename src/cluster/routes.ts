@@ -10,8 +10,9 @@ import { z } from 'zod';
 import { errorBodyFor } from '../api/errors.js';
 import type { ProxyApp } from '../api/types.js';
 import type { Cluster } from './cluster.js';
-import { markForwarded } from './forwarded.js';
-import { CLUSTER_TOKEN_HEADER, FORWARDED_HEADER, NODE_HEADER } from './peers.js';
+import { setRequestKey } from '../api/request-key.js';
+import { markForwarded, parseForwardedKey } from './forwarded.js';
+import { CLUSTER_TOKEN_HEADER, FORWARDED_HEADER, FORWARDED_KEY_HEADER, NODE_HEADER } from './peers.js';
 import type { NodeState } from './types.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -70,7 +71,12 @@ export function registerClusterRoutes(app: ProxyApp, cluster: Cluster, token: st
       void reply.code(401);
       return reply.send(errorBodyFor(request.url, 401, `${isClusterRoute ? path : 'a forwarded request'} needs the cluster token (header ${CLUSTER_TOKEN_HEADER})`, 'invalid_cluster_token'));
     }
-    if (typeof from === 'string') markForwarded(request, from);
+    if (typeof from === 'string') {
+      markForwarded(request, from);
+      // Served for the entry's client: its turn in this node's fair queue is that client's.
+      const key = parseForwardedKey(request.headers[FORWARDED_KEY_HEADER]);
+      if (key) setRequestKey(request, key);
+    }
   });
 
   app.get('/cluster/state', async () => cluster.localState(true));

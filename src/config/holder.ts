@@ -1,11 +1,13 @@
 /**
- * The running config, swappable (issue 15 item 4): parts that must see a reload read `holder.current` per request
- * instead of capturing the config at start. `reload` re-reads through the given loader; an invalid file keeps the
- * running config and the error is kept in `lastReload` (for /health, the log and the reload's answer).
+ * The running config, reloadable (issue 15 item 4). Everything the proxy runs holds the one live Config object and
+ * reads it as it goes; a reload re-reads the file through the given loader and, when it is valid, replaces the live
+ * object's sections in place (restart-only settings keep their running values, see reload-plan.ts), then emits
+ * `change` with the plan (the server drains changed models). An invalid file keeps the running config; the error is
+ * kept in `lastReload` for /health, the log and the reload's answer. Reloads run one at a time.
  */
 import { EventEmitter } from 'node:events';
 import type { Config } from './load.js';
-import { reloadPlan, type ReloadPlan } from './reload-plan.js';
+import { keepRestartOnly, reloadPlan, type ReloadPlan } from './reload-plan.js';
 
 export interface ReloadOutcome {
   at: string;
@@ -14,27 +16,35 @@ export interface ReloadOutcome {
   plan?: ReloadPlan;
 }
 
-export class ConfigHolder extends EventEmitter<{ change: [next: Config, previous: Config, plan: ReloadPlan] }> {
-  #current: Config;
+export class ConfigHolder extends EventEmitter<{ change: [live: Config, previous: Config, plan: ReloadPlan] }> {
+  readonly #live: Config;
   loadedAt: string;
   lastReload: ReloadOutcome | undefined;
+  #chain: Promise<unknown> = Promise.resolve();
 
   constructor(
-    initial: Config,
+    live: Config,
     private readonly load: () => Config | Promise<Config>,
     private readonly now: () => Date = () => new Date(),
   ) {
     super();
-    this.#current = initial;
+    this.#live = live;
     this.loadedAt = now().toISOString();
   }
 
+  /** The live config (always the same object; its sections change on a reload). */
   get current(): Config {
-    return this.#current;
+    return this.#live;
   }
 
-  /** Re-reads the config; on success swaps it and emits `change` with the plan (listeners apply drains). */
-  async reload(): Promise<ReloadOutcome> {
+  /** Re-reads the config; on success applies it in place and emits `change` with the plan. */
+  reload(): Promise<ReloadOutcome> {
+    const run = this.#chain.then(() => this.#reload());
+    this.#chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #reload(): Promise<ReloadOutcome> {
     const at = this.now().toISOString();
     let next: Config;
     try {
@@ -43,12 +53,16 @@ export class ConfigHolder extends EventEmitter<{ change: [next: Config, previous
       this.lastReload = { at, ok: false, error: (err as Error).message };
       return this.lastReload;
     }
-    const previous = this.#current;
+    const live = this.#live;
+    const previous = { ...live };
     const plan = reloadPlan(previous, next);
-    this.#current = next;
+    const applied = keepRestartOnly(previous, next);
+    const target = live as unknown as Record<string, unknown>;
+    for (const key of Object.keys(target)) if (!(key in applied)) delete target[key];
+    Object.assign(target, applied);
     this.loadedAt = at;
     this.lastReload = { at, ok: true, plan };
-    this.emit('change', next, previous, plan);
+    this.emit('change', live, previous, plan);
     return this.lastReload;
   }
 }

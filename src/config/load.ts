@@ -101,6 +101,8 @@ export function buildConfig(raw: unknown, source: string | null, options: Omit<L
     models,
     modelsDir: abs(parsed.modelsDir),
     agents: { ...parsed.agents, dir: abs(parsed.agents.dir) },
+    ollama: { ...parsed.ollama, ...(parsed.ollama.models ? { models: abs(parsed.ollama.models) } : {}) },
+    lmstudio: { ...parsed.lmstudio, ...(parsed.lmstudio.models ? { models: abs(parsed.lmstudio.models) } : {}) },
     cacheDir: parsed.cacheDir ? abs(parsed.cacheDir) : defaultCacheDir(env),
     llamaServer: {
       ...parsed.llamaServer,

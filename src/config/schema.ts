@@ -112,6 +112,29 @@ const HubSchema = z
   .strict()
   .prefault({});
 
+/** Ollama's model store as a source of models, and Ollama's registry to pull from (src/sources/). */
+const OllamaSourceSchema = z
+  .object({
+    /**
+     * Ollama's store (`manifests/`, `blobs/`): read for models, and where pulls of Ollama names write. Unset: read
+     * $OLLAMA_MODELS, else ~/.ollama/models and /usr/share/ollama/.ollama/models; pulls go to <cacheDir>/ollama.
+     */
+    models: z.string().min(1).optional(),
+    /** The registry Ollama names are pulled from (`registry.ollama.ai` names; a mirror here). */
+    registry: z.url({ protocol: /^https?$/ }).default('https://registry.ollama.ai'),
+  })
+  .strict()
+  .prefault({});
+
+/** LM Studio's model folder (`<publisher>/<repo>/*.gguf`) as a source of `publisher/repo[:variant]` models. */
+const LmStudioSourceSchema = z
+  .object({
+    /** Unset: ~/.lmstudio/models, then the older ~/.cache/lm-studio/models. */
+    models: z.string().min(1).optional(),
+  })
+  .strict()
+  .prefault({});
+
 /** A model's request rules (see api/request-rules.ts). */
 export const RequestRulesSchema = z
   .object({
@@ -386,10 +409,13 @@ export const ConfigSchema = z
         portRange: z.tuple([port, port]).default([41000, 41999]),
         /** Requests that may wait for an instance; more get 503. */
         maxQueue: z.number().int().nonnegative().default(64),
+        /** Requests one key (API key name, else client address) may have waiting at once; more get 429 with
+         *  Retry-After while other keys still queue. A key's own `maxQueue` wins. Unset: only pool.maxQueue. */
+        maxQueuePerKey: z.number().int().positive().optional(),
         /** Fair queueing: an instance takes at most its slots (`parallel`) in flight; the rest wait in the proxy and
          *  are served round-robin across keys, weighted by priority (low 1, normal 2, high 4). false: a ready
          *  instance takes every request and llama-server queues the excess, in arrival order. */
-        fairness: z.boolean().default(false),
+        fairness: z.boolean().default(true),
         /** Seconds a request may wait in the queue before it gets 503. */
         queueTimeout: seconds.default(300),
         /** Seconds an unload or an eviction waits for the instance's requests in flight to finish before it stops it. */
@@ -415,6 +441,8 @@ export const ConfigSchema = z
     cacheDir: z.string().min(1).optional(),
     gpu: GpuSchema,
     hub: HubSchema,
+    ollama: OllamaSourceSchema,
+    lmstudio: LmStudioSourceSchema,
     agents: AgentsSchema,
     backends: BackendsSchema,
     cluster: ClusterSchema,

@@ -107,7 +107,7 @@ export async function downloadBlob(http: HubHttp, job: BlobJob, opts: BlobDownlo
           ...(opts.signal ? { signal: opts.signal } : {}),
         });
       } catch (err) {
-        await retryOrThrow(networkError(err, http.endpoint, `downloading ${label}`));
+        await retryOrThrow(networkError(err, http.endpoint, `downloading ${label}`, http.service));
         continue;
       }
       if (res.status === 416 && start > 0) {

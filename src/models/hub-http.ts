@@ -18,6 +18,8 @@ export interface HubHttpOptions {
   connectTimeoutMs: number;
   /** Milliseconds without a byte (headers or body) before a request is abandoned. */
   readTimeoutMs: number;
+  /** What the endpoint is, for messages; default "the Hugging Face Hub". */
+  service?: string;
 }
 
 export interface HubResponse {
@@ -38,6 +40,7 @@ export interface HubFileMeta {
   size?: number;
 }
 
+const HF_SERVICE = 'the Hugging Face Hub';
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 10;
 const MAX_PAGES = 10_000;
@@ -55,14 +58,14 @@ export function isNetworkError(err: unknown): boolean {
 }
 
 /** The HubError for a network failure while doing `what`. */
-export function networkError(err: unknown, endpoint: string, what: string): HubError {
+export function networkError(err: unknown, endpoint: string, what: string, service = HF_SERVICE): HubError {
   if (err instanceof HubError) return err;
   const e = err as { code?: string; message?: string };
   const timeout = e.code === 'UND_ERR_CONNECT_TIMEOUT' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT';
   const why = e.code ? `${e.code}: ${e.message ?? ''}` : (e.message ?? String(err));
   return timeout
-    ? new HubError(504, 'hub_timeout', `the Hugging Face Hub (${endpoint}) did not answer in time while ${what} (${why})`)
-    : new HubError(502, 'hub_unreachable', `cannot reach the Hugging Face Hub at ${endpoint} while ${what} (${why})`);
+    ? new HubError(504, 'hub_timeout', `${service} (${endpoint}) did not answer in time while ${what} (${why})`)
+    : new HubError(502, 'hub_unreachable', `cannot reach ${service} at ${endpoint} while ${what} (${why})`);
 }
 
 export class HubHttp {
@@ -78,6 +81,11 @@ export class HubHttp {
       headersTimeout: opts.readTimeoutMs,
       bodyTimeout: opts.readTimeoutMs,
     });
+  }
+
+  /** What the endpoint is, for messages. */
+  get service(): string {
+    return this.opts.service ?? HF_SERVICE;
   }
 
   get hasToken(): boolean {

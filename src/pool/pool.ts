@@ -37,6 +37,8 @@ export interface PortSource {
 export interface PoolOptions {
   capacity: number;
   maxQueue: number;
+  /** Waiters one key may have at once (a key's own maxQueue wins); undefined: only maxQueue. */
+  maxQueuePerKey?: number | undefined;
   /** pool.fairness: an instance takes at most its slots (--parallel) and waiters are served across keys by
    *  weighted fair queueing (fair-queue.ts). Off: a ready instance takes every request (llama-server queues). */
   fairness?: boolean;
@@ -234,8 +236,10 @@ export class Pool extends EventEmitter {
       }
     }
     // A key's own queue limit: that client's flood is refused (429) before the global limit refuses everyone.
-    if (key?.maxQueue !== undefined && this.queue.filter((w) => w.key?.key === key.key).length >= key.maxQueue) {
-      return Promise.reject(new PoolError(429, 'key_queue_full', `key "${key.key}" has ${key.maxQueue} requests waiting already (its maxQueue)`, 1));
+    const keyLimit = key?.maxQueue ?? (key ? this.options.maxQueuePerKey : undefined);
+    if (key && keyLimit !== undefined && this.queue.filter((w) => w.key?.key === key.key).length >= keyLimit) {
+      const which = key.maxQueue !== undefined ? 'its maxQueue' : 'pool.maxQueuePerKey';
+      return Promise.reject(new PoolError(429, 'key_queue_full', `key "${key.key}" has ${keyLimit} requests waiting already (${which})`, 1));
     }
     if (this.queue.length >= this.options.maxQueue) {
       return Promise.reject(
@@ -713,6 +717,15 @@ export class Pool extends EventEmitter {
   private remember(instance: Instance): void {
     this.ended.set(instance.id, instance);
     while (this.ended.size > RECENT_ENDED) this.ended.delete(this.ended.keys().next().value!);
+  }
+
+  /**
+   * A reloaded config's queue settings, from now on: size, queue limit, fairness, queue and drain timeouts.
+   * Requests already waiting keep their timers; a smaller size evicts nothing busy (idle ones go as room is needed).
+   */
+  tune(settings: Pick<PoolOptions, 'capacity' | 'maxQueue' | 'maxQueuePerKey' | 'fairness' | 'queueTimeoutMs' | 'drainTimeoutMs'>): void {
+    Object.assign(this.options, settings);
+    this.schedule();
   }
 
   /** From now on every acquire gets 503 shutting_down, and so does every waiter; the instances keep running. */

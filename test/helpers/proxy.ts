@@ -36,6 +36,9 @@ export async function startTestProxy(binary: string, root: string, input: Config
     {
       modelsDir: path.join(root, 'models'),
       cacheDir: path.join(root, 'cache'),
+      // Hermetic: not the Ollama store or LM Studio folder of whoever runs the tests.
+      ollama: { models: path.join(root, 'ollama') },
+      lmstudio: { models: path.join(root, 'lmstudio') },
       ...input,
       server: { port: 0, ...input.server },
       // Test files run in parallel workers: give each its own instance ports.

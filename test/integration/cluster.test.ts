@@ -222,6 +222,14 @@ export default {
     const r = await chat('a', 'only-c');
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.headers.get('x-llama-smart-proxy-node')).toBe('node-c');
+    // llama-server's own endpoints too: sent to the node that holds it, the query naming the model on a GET.
+    const tokens = await postJson(`${urls.a}/tokenize`, { model: 'only-c', content: 'hello' }, auth);
+    expect(tokens.status, JSON.stringify(tokens.json)).toBe(200);
+    expect(tokens.json.tokens.length).toBeGreaterThan(0);
+    expect(tokens.headers.get('x-llama-smart-proxy-node')).toBe('node-c');
+    const props = await fetch(`${urls.a}/props?model=only-c`, { headers: auth });
+    expect(props.status).toBe(200);
+    expect(((await props.json()) as { default_generation_settings?: unknown }).default_generation_settings).toBeDefined();
     const none = await chat('a', 'nowhere');
     expect(none.status).toBe(404);
     expect(none.headers.get('x-llama-smart-proxy-node')).toBe('node-a');
@@ -259,4 +267,31 @@ export default {
     await startB();
     expect(await allSeeEachOther(), bLog).toBe(true);
   }, 90_000);
+
+  it("Ollama's keep_alive reaches the node that serves the model: a load, a chat through another entry, an unload", async () => {
+    const runsOn = async (model: string) => {
+      for (const n of ['a', 'b', 'c']) if ((await health(n)).servers.some((s) => s.model_id === model && s.status === 'ready')) return n;
+      return undefined;
+    };
+    const ollama = (node: string, body: Record<string, unknown>) => postJson(`${urls[node]}/api/generate`, { model: 'e', stream: false, ...body }, auth);
+    // A load (no prompt): placed by the cluster, wherever that is.
+    expect((await ollama('a', { keep_alive: '7m' })).status).toBe(200);
+    const home = await runsOn('e');
+    expect(home).toBeDefined();
+    // A chat through an entry that does not run it: served by the running copy, with the client's keep_alive.
+    const entry = ['a', 'b', 'c'].find((n) => n !== home)!;
+    const answer = await ollama(entry, { prompt: 'hi', keep_alive: '9m', options: { num_predict: 2 } });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('x-llama-smart-proxy-node')).toBe(`node-${home}`);
+    const ps = (await (await fetch(`${urls[home!]}/api/ps`, { headers: auth })).json()) as { models: { name: string; expires_at: string; node?: string }[] };
+    const mine = ps.models.find((m) => m.name.startsWith('e') && (m.node === undefined || m.node === `node-${home}`))!;
+    const left = Date.parse(mine.expires_at) - Date.now();
+    expect(left).toBeGreaterThan(8.5 * 60_000);
+    expect(left).toBeLessThan(9.5 * 60_000);
+    // keep_alive 0 through that entry unloads it where it runs.
+    expect((await ollama(entry, { keep_alive: 0 })).status).toBe(200);
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && (await runsOn('e')) !== undefined) await new Promise((r) => setTimeout(r, 200));
+    expect(await runsOn('e')).toBeUndefined();
+  });
 });

@@ -1,6 +1,7 @@
 /** server.keys: allow-lists (403), limits (429 + Retry-After), token budgets, roles, accounting; a real llama-server answers. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { llamaTools } from '../helpers/llama.js';
+import { pluginsRoot } from '../helpers/plugins.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 
 const tools = llamaTools();
@@ -15,7 +16,21 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
 
   beforeAll(async () => {
     const { root, files } = await modelsFolder([51]);
+    // An agent that calls another model for its client (context.complete) and says how that went.
+    const agents = pluginsRoot('lsp-key-agents');
+    agents.add(
+      'askother',
+      `export default {
+  async onRequest(request, ctx) {
+    let said;
+    try { const r = await ctx.complete({ model: 'other', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }); said = 'answered ' + r.usage.completion_tokens; }
+    catch (err) { said = 'refused: ' + err.message; }
+    return ctx.reply({ id: 'x', object: 'chat.completion', created: 1, model: request.model, choices: [{ index: 0, message: { role: 'assistant', content: said }, finish_reason: 'stop' }] });
+  },
+};\n`,
+    );
     t = await startTestProxy(tools.server!, root, {
+      agents: { dir: agents.root },
       server: {
         apiKeys: ['old-admin'],
         keys: [
@@ -65,7 +80,15 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
     expect(first.status).toBe(200);
     const reader = first.body!.getReader();
     await reader.read();
-    const second = await postJson(`${t.url}/api/chat`, ollamaChat('tiny-a'), bearer('k-one'));
+    // Held in flight for sure: its instance is stopped (SIGSTOP) until the check is done.
+    const pid = t.proxy.pool.list().find((i) => i.modelId === 'tiny-a')!.pid!;
+    process.kill(pid, 'SIGSTOP');
+    let second;
+    try {
+      second = await postJson(`${t.url}/api/chat`, ollamaChat('tiny-a'), bearer('k-one'));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
     expect(second.status).toBe(429);
     expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(second.json.error).toContain('maxConcurrent');
@@ -144,5 +167,14 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
     const b2 = await read();
     expect(b2.promptTokens - b1.promptTokens).toBe(a.json.usage.input_tokens);
     expect(b2.completionTokens - b1.completionTokens).toBe(a.json.usage.output_tokens);
+  });
+
+  it("an agent's model calls obey the key's allow-list", async () => {
+    const ask = (key: string) => postJson(`${t.url}/v1/chat/completions`, { model: 'tiny-a', messages: [{ role: 'user', content: '/askother hi' }], max_tokens: 2 }, bearer(key));
+    const alice = await ask('k-alice');
+    expect(alice.status).toBe(200);
+    expect(alice.json.choices[0].message.content).toMatch(/^refused: .*key "alice" may not use model "other".*called by an agent/);
+    const ops = await ask('k-ops');
+    expect(ops.json.choices[0].message.content).toBe('answered 2');
   });
 });

@@ -91,7 +91,8 @@ async function serveWithInstance(): Promise<Running> {
   const child = spawn(process.execPath, [...CLI, 'serve', '--config', path.join(dir, 'config.yaml')], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-20_000)));
-  child.stdout!.resume();
+  // The log (JSON lines on stdout) too: the SIGHUP case reads it.
+  child.stdout!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-20_000)));
   const running: Running = { child, url: '', marker: dir, pid: 0, stderr: () => stderr };
   current = running;
   expect(await waitFor(() => /listening on (http:\S+)/.test(stderr) || child.exitCode !== null, 30_000), stderr).toBe(true);
@@ -185,8 +186,13 @@ describe.skipIf(!tools.server)(`proxy death${tools.reason ? ` (skipped: ${tools.
     await expectGraceful(await serveWithInstance(), 'SIGINT');
   });
 
-  it('SIGHUP: the same', async () => {
-    await expectGraceful(await serveWithInstance(), 'SIGHUP');
+  it('SIGHUP reloads the config: the proxy and its instance keep running; SIGTERM then ends both', async () => {
+    const r = await serveWithInstance();
+    r.child.kill('SIGHUP');
+    expect(await waitFor(() => r.stderr().includes('config reloaded'), 10_000), r.stderr().slice(-2000)).toBe(true);
+    expect(r.child.exitCode).toBeNull();
+    expect(isAlive(r.pid)).toBe(true);
+    await expectGraceful(r, 'SIGTERM');
   });
 
   it('SIGTERM then SIGKILL 2 s later, llama-server stopped (kill -STOP on its pid)', async () => {

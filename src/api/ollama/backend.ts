@@ -8,6 +8,7 @@
 import { Pool as UndiciPool } from 'undici';
 import type { Config, OllamaBackendConfig } from '../../config/index.js';
 import type { UpstreamTarget } from '../upstream.js';
+import { derived } from '../../util/derived.js';
 
 /** A model as Ollama's /api/tags and /api/ps list it (the fields this proxy reads; others pass through). */
 export interface OllamaListedModel {
@@ -46,24 +47,25 @@ export class OllamaBackend {
   private readonly pool: UndiciPool;
   private readonly readTimeoutMs: number;
   private readonly connectTimeoutMs: number;
-  /** Configured aliases served by Ollama -> their names there. */
-  private readonly aliases: Map<string, string>;
+  /** Configured aliases served by Ollama -> their names there (the live config's: a reload may add some). */
+  private readonly aliasMap: () => Map<string, string>;
   private readonly cached = new Map<string, { at: number; value: Promise<unknown> }>();
 
-  constructor(settings: OllamaBackendConfig, models: Config['models']) {
+  constructor(settings: OllamaBackendConfig, models: Config['models'] | (() => Config['models'])) {
     this.url = settings.url.replace(/\/+$/, '');
     this.prefix = settings.prefix;
     this.listModels = settings.listModels;
     this.readTimeoutMs = settings.readTimeout * 1000;
     this.connectTimeoutMs = settings.connectTimeout * 1000;
     this.pool = new UndiciPool(this.url, { connect: { timeout: this.connectTimeoutMs }, keepAliveTimeout: 10_000 });
-    this.aliases = new Map(Object.entries(models).flatMap(([alias, m]) => (m.backend === 'ollama' ? [[alias, m.name ?? alias] as const] : [])));
+    const current = typeof models === 'function' ? models : () => models;
+    this.aliasMap = derived(current, (all) => new Map(Object.entries(all).flatMap(([alias, m]) => (m.backend === 'ollama' ? [[alias, m.name ?? alias] as const] : []))));
   }
 
   /** Ollama's name for a client's model, or undefined when the model is not Ollama's. */
   route(model: unknown): string | undefined {
     if (typeof model !== 'string') return undefined;
-    const alias = this.aliases.get(model);
+    const alias = this.aliasMap().get(model);
     if (alias !== undefined) return alias;
     if (model.startsWith(this.prefix) && model.length > this.prefix.length) return model.slice(this.prefix.length);
     return undefined;
@@ -71,7 +73,7 @@ export class OllamaBackend {
 
   /** Configured aliases served here, with their names on Ollama. */
   configured(): [alias: string, name: string][] {
-    return [...this.aliases];
+    return [...this.aliasMap()];
   }
 
   /** The name a model of Ollama's list is requested by here. */

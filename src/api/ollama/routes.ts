@@ -1,6 +1,7 @@
 /**
  * Ollama's API, served by the proxy: /api/chat, /api/generate, /api/embed, /api/embeddings, /api/tags, /api/ps,
- * /api/show, /api/version, /api/pull (Hugging Face models into the cache), and `GET /` / `HEAD /`. For our models
+ * /api/show, /api/version, /api/pull (Hugging Face models into the cache, Ollama names from Ollama's registry into the
+ * store), and `GET /` / `HEAD /`. For our models
  * each request is translated to llama-server's OpenAI-compatible API (translate.ts), always streamed from it so
  * that the last line carries its timings, and the answer translated back (respond.ts), through the request's
  * agents when its prompt names some. Models of the Ollama backend get the request as it came (model renamed), their
@@ -13,22 +14,25 @@ import type { ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Cluster } from '../../cluster/cluster.js';
-import { forwardedFrom } from '../../cluster/forwarded.js';
+import { forwardedFrom, keepAliveHeaders } from '../../cluster/forwarded.js';
 import { requestKey } from '../request-key.js';
 import { assembleCompletion, completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../../agents/index.js';
 import type { Config } from '../../config/index.js';
-import { ClientError, hubTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
+import { ClientError, pullTarget, withoutHfHost, withRunningContext, type ModelHub, type ResolvedModel } from '../../models/index.js';
 import type { IdleTimeout, Pool } from '../../pool/pool.js';
 import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
-import { countTokens } from '../policy-hook.js';
+import { countTokens, modelRefusal } from '../policy-hook.js';
 import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
 import { applyRequestRules } from '../request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type BackendRoute, type ExchangeOptions, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
 import type { ProxyApp } from '../types.js';
-import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat } from '../upstream.js';
+import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat, type UpstreamTarget } from '../upstream.js';
 import type { OllamaBackend } from './backend.js';
+import type { OllamaPuller } from '../../sources/index.js';
+import type { ModelEstimator } from '../model-estimates.js';
+import { pullOllamaName, type OllamaPullDeps } from './pull.js';
 import { hasProjector, localTags, peerRunningEntries, runningEntries, showModel } from './catalog.js';
 import { completionToOllama, createdAt, embeddingVectors, embedResponse, errorText, StreamTranslator, type OllamaKind, type RequestTimes } from './respond.js';
 import { chatRequest, contextSize, generateRequest, hasImages, parseKeepAlive, type KeepAlive, type OllamaMessage } from './translate.js';
@@ -46,6 +50,12 @@ export interface OllamaRouteDeps {
   startedAt: number;
   /** Other nodes' instances and models are listed too. */
   cluster?: Cluster | undefined;
+  /** Pulls Ollama names from Ollama's registry. */
+  puller?: OllamaPuller | undefined;
+  /** Estimates shown in /api/tags. */
+  estimator?: ModelEstimator | undefined;
+  /** Refuses a model that can never fit, from its header, before it is pulled. */
+  checkFits?: OllamaPullDeps['checkFits'];
 }
 
 export const OLLAMA_ERRORS: ErrorFormat = {
@@ -80,6 +90,11 @@ function idleTimeout(k: KeepAlive): IdleTimeout {
     case 'seconds':
       return { seconds: k.seconds };
   }
+}
+
+/** keep_alive as a number of seconds (the model's default: undefined, so the other node uses its own). */
+function keepAliveSeconds(k: KeepAlive): number | undefined {
+  return k.kind === 'unload' ? 0 : k.kind === 'forever' ? -1 : k.kind === 'seconds' ? k.seconds : undefined;
 }
 
 function nanosSince(startNs: bigint): number {
@@ -223,16 +238,35 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         return ctx === undefined ? model : withRunningContext(model, ctx, pool.list().filter((i) => i.state !== 'stopping'));
       }
 
-      /** No prompt: load the model (keep_alive applies) or, with keep_alive 0, unload it. */
-      async function loadOrUnload(kind: OllamaKind, reply: FastifyReply, model: ResolvedModel, field: string, keepAlive: KeepAlive, stream: boolean, signal: AbortSignal): Promise<void> {
+      /**
+       * No prompt: load the model (keep_alive applies) or, with keep_alive 0, unload it. In a cluster a load may be
+       * placed on another node (the request goes there), and an unload reaches every node that runs the model.
+       */
+      async function loadOrUnload(request: FastifyRequest, kind: OllamaKind, reply: FastifyReply, model: ResolvedModel, field: string, keepAlive: KeepAlive, stream: boolean, signal: AbortSignal): Promise<void> {
         let reason: 'load' | 'unload';
+        const cluster = deps.cluster;
+        const forwarded = forwardedFrom(request) !== undefined;
+        const onPeer = async (target: UpstreamTarget, keep: unknown) => {
+          const res = await openUpstream(target, { path: `/api/${kind}`, body: JSON.stringify({ model: field, keep_alive: keep }) }, signal);
+          const text = await res.body.text();
+          if (res.statusCode < 200 || res.statusCode >= 300) throw new UpstreamCallError(res.statusCode, errorMessageOf(text));
+        };
         if (keepAlive.kind === 'unload') {
-          await pool.unload(model.variantOf ?? model.id);
+          const id = model.variantOf ?? model.id;
+          await pool.unload(id);
+          if (cluster && !forwarded) {
+            const nodes = new Set(cluster.peerInstances().filter(({ instance }) => instance.modelId === id || instance.modelId.startsWith(`${id}#`)).map((p) => p.node));
+            await Promise.all([...nodes].map((node) => onPeer(cluster.target(node), 0).catch((err: Error) => request.log.warn({ node, model: id, reason: err.message }, 'unload on another node failed'))));
+          }
           reason = 'unload';
         } else {
-          const upstream = await pipeline.acquire({ kind: 'local', model }, signal);
-          upstream.lease?.keepAlive(idleTimeout(keepAlive));
-          upstream.release();
+          const upstream = await pipeline.acquire({ kind: 'local', model }, signal, undefined, forwarded, requestKey(request), false);
+          try {
+            if (upstream.node !== undefined) await onPeer(upstream.target, keepAliveSeconds(keepAlive));
+            else upstream.lease?.keepAlive(idleTimeout(keepAlive));
+          } finally {
+            upstream.release();
+          }
           reason = 'load';
         }
         const head = { model: field, created_at: createdAt() };
@@ -273,7 +307,9 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         const log = request.log as Logger;
         // What agents see: the OpenAI request as the client's choice of streaming would have it.
         const agentBody: JsonObject = { ...translated.body, stream };
-        const served = plan ? pipeline.session({ requestId: String(request.id), route, modelField: name, endpoint: translated.endpoint, plan, stream, log, signal }) : undefined;
+        const refusal = modelRefusal(request);
+        const caller = { key: requestKey(request), ...(refusal ? { refusal } : {}) };
+        const served = plan ? pipeline.session({ requestId: String(request.id), route, modelField: name, endpoint: translated.endpoint, plan, stream, log, signal, caller }) : undefined;
         const session = served?.session;
         const logFields = () => (session ? { agents: session.names, agentsFailed: session.failed } : {});
         try {
@@ -292,7 +328,9 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             upstream.lease?.keepAlive(idleTimeout(keepAlive));
             // The model's request rules on the translated body; the stream is the proxy's to set.
             const body = { ...applyRequestRules({ ...sent, model: upstream.upstreamModel ?? sent.model }, routeRules(route)), stream: true, stream_options: { include_usage: true } };
-            const res = await openUpstream(upstream.target, { path: translated.path, body: JSON.stringify(body), accept: 'text/event-stream' }, signal);
+            // Served by another node: its instance gets the client's keep_alive (a header, the body is OpenAI's).
+            const headers = upstream.node !== undefined ? keepAliveHeaders(idleTimeout(keepAlive)) : undefined;
+            const res = await openUpstream(upstream.target, { path: translated.path, body: JSON.stringify(body), accept: 'text/event-stream', ...(headers ? { headers } : {}) }, signal);
             if (res.statusCode < 200 || res.statusCode >= 300) {
               throw new UpstreamCallError(res.statusCode, errorMessageOf(await res.body.text()));
             }
@@ -346,7 +384,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         }
 
         const model = await localModel(name, body, signal);
-        if (empty) return loadOrUnload(kind, reply, model, field, keepAlive, stream, signal);
+        if (empty) return loadOrUnload(request, kind, reply, model, field, keepAlive, stream, signal);
         if (wantsImages(kind, body) && !hasProjector(model)) {
           throw new ClientError(400, 'no_vision', `model "${field}" cannot read images: it has no multimodal projector (an mmproj file beside it on Hugging Face, or --mmproj in its args)`);
         }
@@ -395,7 +433,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
       api.post('/embeddings', (request, reply) => serveEmbeddings(true, request, reply));
 
       api.get('/tags', async (request) => {
-        const models: Record<string, unknown>[] = localTags(config, deps.hub, deps.startedAt).map((m) => ({ ...m }));
+        const models: Record<string, unknown>[] = localTags(config, deps.hub, deps.startedAt, deps.estimator).map((m) => ({ ...m }));
         const backend = deps.backend;
         if (backend) {
           let listed: Awaited<ReturnType<OllamaBackend['tags']>> = [];
@@ -453,9 +491,16 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         const name = canonicalModel(modelField(body), config.models);
         const backend = pipeline.backendRoute(name);
         if (backend) return passthrough(request, reply, backend, '/api/pull', body);
+        const pulled = pullTarget(config, name);
+        if (pulled.kind === 'ollama') {
+          if (!deps.puller) throw new ClientError(501, 'not_supported', 'this proxy runs without an Ollama registry client: Ollama names cannot be pulled');
+          const signal = clientGone(reply);
+          if (body.stream !== false) reply.hijack();
+          return pullOllamaName({ config, puller: deps.puller, checkFits: deps.checkFits }, pulled.name, body.stream !== false, reply.raw, signal);
+        }
         const hub = deps.hub;
         if (!hub) throw new ClientError(501, 'not_supported', 'this proxy runs without a Hugging Face hub: nothing can be pulled');
-        const target = hubTarget(config, name);
+        const target = pulled;
         const signal = clientGone(reply);
         if (body.stream === false) {
           const resolution = await hub.resolve(target.repo, target.variant);
@@ -496,7 +541,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             throw new ClientError(
               501,
               'not_supported',
-              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
+              `/api${path} is not supported by llama-smart-proxy: models come from its config, its models folder, Ollama's store, LM Studio's folder and Hugging Face (named "owner/repo:QUANT", downloaded on first use or with \`llama-smart-proxy pull\`)`,
             );
           },
         });

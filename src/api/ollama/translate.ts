@@ -4,6 +4,7 @@
  * streamed from llama-server so the final Ollama chunk can carry its timings.
  */
 import { ClientError } from '../../models/errors.js';
+import { samplingFromOptions } from '../../sources/ollama-manifest.js';
 import { JSON_OBJECT_GRAMMAR } from './json-grammar.js';
 
 export interface OllamaMessage {
@@ -45,32 +46,8 @@ export function parseKeepAlive(value: unknown): KeepAlive {
   return { kind: 'seconds', seconds };
 }
 
-/** Ollama's options -> llama-server's sampling parameters (OpenAI names where it has them, its own otherwise). */
-export function samplingFromOptions(options: OllamaOptions | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  if (!options) return out;
-  const copy: [string, string][] = [
-    ['temperature', 'temperature'],
-    ['top_p', 'top_p'],
-    ['top_k', 'top_k'],
-    ['min_p', 'min_p'],
-    ['typical_p', 'typical_p'],
-    ['seed', 'seed'],
-    ['stop', 'stop'],
-    ['repeat_penalty', 'repeat_penalty'],
-    ['repeat_last_n', 'repeat_last_n'],
-    ['presence_penalty', 'presence_penalty'],
-    ['frequency_penalty', 'frequency_penalty'],
-    ['mirostat', 'mirostat'],
-    ['mirostat_tau', 'mirostat_tau'],
-    ['mirostat_eta', 'mirostat_eta'],
-    ['num_keep', 'n_keep'],
-  ];
-  for (const [from, to] of copy) if (options[from] !== undefined) out[to] = options[from];
-  const predict = options.num_predict;
-  if (typeof predict === 'number' && predict >= 0) out.max_tokens = predict;
-  return out;
-}
+/** Ollama's options -> llama-server's sampling parameters (shared with the params layer of Ollama's store). */
+export { samplingFromOptions };
 
 /** `options.num_ctx`: the context size the request wants (undefined: the model's own). */
 export function contextSize(options: unknown): number | undefined {
