@@ -55,7 +55,7 @@ async function withDemoModel(config: Config): Promise<{ config: Config; demo: bo
   if (config.source !== null || Object.keys(config.models).length > 0) return { config, demo: false };
   const file = await ensureDemoModel(config.cacheDir);
   return {
-    config: { ...config, models: { [DEMO_ALIAS]: { path: file, args: [], pinned: false, ctx: 2048, description: 'built-in tiny demo model (random weights)' } } },
+    config: { ...config, models: { [DEMO_ALIAS]: { path: file, args: [], aliases: [], env: {}, pinned: false, ctx: 2048, description: 'built-in tiny demo model (random weights)' } } },
     demo: true,
   };
 }

@@ -25,13 +25,14 @@ import {
 } from '../models/index.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
+import { QuantizationPicker, type QuantizationRecord } from './quantization-picker.js';
 
 export interface ResolutionDeps {
   config: Config;
   pool: Pool;
   hub?: ModelHub | undefined;
   placer?: PlacementService | undefined;
-  /** Said once per model: its resolution's notes (an Ollama template not used, params not applied). */
+  /** Said once per model: its resolution's notes (an Ollama template not used, params not applied); the `:auto` choices. */
   log?: (msg: string, fields: Record<string, unknown>) => void;
 }
 
@@ -65,6 +66,8 @@ export interface ModelResolver {
   sync(id: unknown): ResolvedModel;
   /** Downloads a Hugging Face model not on disk yet (when a hub is configured). */
   async(id: unknown, ctx?: ResolveContext): Promise<ResolvedModel>;
+  /** The latest `:auto` quantization decisions, newest first, with the numbers behind them (for /plan). */
+  quantizations(): readonly QuantizationRecord[];
 }
 
 /** Whether the model's GGUF names a pooling type (false when its header cannot be read: its start says why). */
@@ -122,13 +125,18 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
     noted(model);
     return apply(model);
   };
-  if (!deps.hub) return { sync, async: async (id) => sync(id) };
+  if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [] };
   const hub = deps.hub;
+  const picker = deps.placer
+    ? new QuantizationPicker({ hub, placer: deps.placer, ledger: () => deps.pool.ledgerView(), ...(deps.log ? { log: deps.log } : {}) })
+    : undefined;
   return {
     sync,
+    quantizations: () => picker?.recent() ?? [],
     async: async (id, ctx = {}) => {
       const { base, apply } = variantOf(id);
       const model = await resolveModelAsync(deps.config, base, hub, {
+        ...(picker ? { pickVariant: (repo: string, settings: ResolvedModel) => picker.pick(repo, settings) } : {}),
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...(ctx.progressTo ? { onProgress: (p: DownloadProgress) => writeProgress(ctx.progressTo!, p) } : {}),
         beforeDownload: async ({ header, model }) => {

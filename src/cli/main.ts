@@ -6,6 +6,7 @@ import { BuildError } from '../llamacpp/index.js';
 import { PACKAGE_VERSION } from '../util/version.js';
 import { doctorCommand } from './doctor.js';
 import { gpusCommand } from './gpus.js';
+import { importLlamaSwapCommand } from './import-llama-swap.js';
 import { estimateCommand } from './estimate.js';
 import { makeModelCommand } from './make-model.js';
 import { modelsCommand } from './models.js';
@@ -66,7 +67,7 @@ program
   .option('--layers <n>', 'tiny model: layers', intArg('layers', 1, 256))
   .option('--embd <n>', 'tiny model: embedding size (multiple of 32)', intArg('embd', 32, 65536))
   .option('--preset <id>', 'write a sparse replica of this architecture instead (see --list)')
-  .option('--quant <type>', 'replica quantization: F16, Q8_0 or Q4_K_M', 'Q4_K_M')
+  .option('--quant <type>', 'replica quantization: F16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M or Q2_K', 'Q4_K_M')
   .option('--list', 'list the replica presets and exit')
   .action(makeModelCommand);
 
@@ -112,6 +113,16 @@ program
   .option('--all', 'also list files that are not GGUF')
   .option('--json', 'machine-readable output')
   .action((flags: { config?: string; json?: boolean; all?: boolean }) => modelsCommand(flags));
+
+program
+  .command('import')
+  .description('write a configuration of ours from another tool\'s')
+  .command('llama-swap')
+  .description('convert a llama-swap config.yaml: models, macros, ttl, aliases, env; what has no equivalent is listed on stderr and in comments')
+  .argument('<file>', 'the llama-swap configuration')
+  .option('-o, --output <file>', 'write here (default: stdout)')
+  .option('--force', 'overwrite the output file when it exists')
+  .action((file: string, flags: { output?: string; force?: boolean }) => importLlamaSwapCommand(file, flags));
 
 async function main(): Promise<void> {
   try {

@@ -103,6 +103,11 @@ const HubSchema = z
     retries: z.number().int().nonnegative().default(5),
     /** First range read of a remote GGUF header (for the estimate before the download), MiB; grows 4x until the header is read. */
     headerProbeMiB: z.number().positive().max(64).default(8),
+    /**
+     * The variant of a repo named without one (`owner/repo`), then the closest quantization when the repo lacks it
+     * (e.g. Q4_K_M). Unset or `auto`: the best quantization that fits this machine now (`owner/repo:auto`).
+     */
+    defaultVariant: z.string().regex(/^[\w.-]+$/, 'a variant such as Q4_K_M, or auto').optional(),
   })
   .strict()
   .prefault({});
@@ -140,6 +145,9 @@ export const RequestRulesSchema = z
   .strict();
 export type RequestRules = z.infer<typeof RequestRulesSchema>;
 
+/** A model's name in `models` (and its aliases). */
+const MODEL_NAME = /^[A-Za-z0-9][\w.:@/-]*$/;
+
 export const ModelEntrySchema = z
   .object({
     /** A GGUF file; relative paths are taken from the config file's folder. */
@@ -158,6 +166,17 @@ export const ModelEntrySchema = z
     pinned: z.boolean().default(false),
     /** Human description shown in /v1/models. */
     description: z.string().optional(),
+    /** Other names a request may give this model (the same instance); unique across the config. */
+    aliases: z.array(z.string().regex(MODEL_NAME, 'aliases use letters, digits and . _ - : @ /')).default([]),
+    /** Environment variables of its llama-server (over the proxy's own; the placement's CUDA_VISIBLE_DEVICES wins). */
+    env: z
+      .record(z.string(), z.string())
+      .superRefine((env, ctx) => {
+        for (const name of Object.keys(env)) {
+          if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: `"${name}": environment variable names use letters, digits and _` });
+        }
+      })
+      .default({}),
     gpu: ModelGpuSchema.optional(),
     /** Agents run on every chat/completions request to this model, before the prompt's slash commands ("parallel 3" gives arguments). */
     agents: z.array(z.string().min(1)).optional(),
@@ -180,6 +199,7 @@ export const ModelEntrySchema = z
       // The backend runs the model: nothing of ours to point at a file, place or pin.
       const local: string[] = (['path', 'hf', 'ctx', 'parallel', 'ttl', 'gpu', 'rules'] as const).filter((k) => m[k] !== undefined);
       if (m.args.length > 0) local.push('args');
+      if (Object.keys(m.env).length > 0) local.push('env');
       if (m.pinned) local.push('pinned');
       if (local.length > 0) ctx.addIssue({ code: 'custom', message: `is served by the ${m.backend} backend; ${local.join(', ')} only apply to models the proxy runs itself` });
       return;
@@ -405,7 +425,7 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
-    models: z.record(z.string().regex(/^[A-Za-z0-9][\w.:@/-]*$/, 'aliases use letters, digits and . _ - : @ /'), ModelEntrySchema).default({}),
+    models: z.record(z.string().regex(MODEL_NAME, 'aliases use letters, digits and . _ - : @ /'), ModelEntrySchema).default({}),
     /** Settings for models that a request names without an alias (file paths, Hugging Face ids). */
     modelDefaults: z
       .object({
@@ -433,10 +453,16 @@ export const ConfigSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    const named = new Map<string, string>();
     for (const [alias, m] of Object.entries(c.models)) {
       if (m.backend === 'ollama' && !c.backends.ollama) {
         ctx.addIssue({ code: 'custom', path: ['models', alias, 'backend'], message: 'is "ollama" but backends.ollama.url is not set' });
       }
+      m.aliases.forEach((other, i) => {
+        const clash = other in c.models ? `is the name of model "${other}"` : named.has(other) ? `is already an alias of model "${named.get(other)}"` : undefined;
+        if (clash) ctx.addIssue({ code: 'custom', path: ['models', alias, 'aliases', i], message: `"${other}" ${clash}` });
+        named.set(other, alias);
+      });
     }
   });
 

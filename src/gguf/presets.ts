@@ -7,7 +7,8 @@
  * Quantizations:
  * - F16: as convert_hf_to_gguf.py --outtype f16 writes it (1-D tensors, norms and MoE routers
  *   stay F32),
- * - Q8_0 and Q4_K_M: as llama-quantize turns that F16 file into them (see quantize-mix.ts).
+ * - Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K: as llama-quantize turns that F16 file into them
+ *   (see quantize-mix.ts).
  */
 
 import { elementCount, tensorBytes, type GgmlTypeName } from './ggml-types.js';
@@ -51,7 +52,7 @@ export const PRESETS: Readonly<Record<PresetId, PresetSpec>> = {
 export const PRESET_IDS = Object.keys(PRESETS) as PresetId[];
 
 /** The quantizations every preset can be written in. */
-export const REPLICA_QUANTS: readonly ReplicaQuant[] = ['F16', 'Q8_0', 'Q4_K_M'];
+export const REPLICA_QUANTS: readonly ReplicaQuant[] = ['F16', 'Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M', 'Q3_K_M', 'Q2_K'];
 
 export function isPresetId(value: string): value is PresetId {
   return Object.prototype.hasOwnProperty.call(PRESETS, value);
@@ -85,7 +86,7 @@ export function replicaTensors(id: PresetId, quant: ReplicaQuant): ReplicaTensor
   const shapes = spec.tensorShapes().sort((a, b) => compareLikeLlamaLoader(a.name, b.name));
   const f16 = shapes.map((s) => ({ name: s.name, dims: s.dims, type: convertF16Type(s.name, s.dims) }));
   const types = quantizedTypes(
-    { arch: spec.arch, layerCount: spec.hparams.layers, expertCount: spec.hparams.expertCount },
+    { arch: spec.arch, layerCount: spec.hparams.layers, expertCount: spec.hparams.expertCount, nGqa: spec.hparams.heads / spec.hparams.headsKv },
     f16,
     quant,
   );

@@ -1,8 +1,8 @@
 /**
  * Which GGML type `llama-quantize` gives each tensor, ported from llama.cpp src/llama-quant.cpp
  * (llama_tensor_get_type and helpers) for the file types the replicas use: F16 (as written by
- * convert_hf_to_gguf.py), Q8_0 and Q4_K_M, starting from an F16 model without imatrix or
- * overrides.
+ * convert_hf_to_gguf.py), Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q3_K_M and Q2_K, starting from an F16 model
+ * without imatrix or overrides.
  *
  * Details that matter and are easy to miss:
  * - llama-quantize visits tensors in its weights_map order (by layer number, non-layer tensors
@@ -13,19 +13,34 @@
  *   own ATTENTION_QKV branch (Q5_K for Q4_K_M) is never reached.
  * - With tied embeddings (no output.weight) token_embd is quantized like output.weight.
  * - Exactly 8 experts (Mixtral) bumps attn_v and attn_k to Q8_0 and attn_output to Q5_K.
- * - Rows (dims[0]) not divisible by the type's block size fall back: Q4_K -> Q5_0,
- *   Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 if even 32 does not divide them.
+ * - Rows (dims[0]) not divisible by the type's block size fall back: Q2_K and Q3_K -> IQ4_NL,
+ *   Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and to F16 if even 32 does not divide them.
+ * - Q2_K gives attn_v Q4_K when the model groups 4 or more query heads per KV head (n_gqa >= 4), else Q3_K.
  */
 
 import { GGML_TYPES, type GgmlTypeName } from './ggml-types.js';
 
-export type QuantFileType = 'F16' | 'Q8_0' | 'Q4_K_M';
+export type QuantFileType = 'F16' | 'Q8_0' | 'Q6_K' | 'Q5_K_M' | 'Q4_K_M' | 'Q3_K_M' | 'Q2_K';
 
 /** general.file_type values (llama_ftype in llama.h). */
 export const FILE_TYPE_ID: Record<QuantFileType, number> = {
   F16: 1,
   Q8_0: 7,
+  Q2_K: 10,
+  Q3_K_M: 12,
   Q4_K_M: 15,
+  Q5_K_M: 17,
+  Q6_K: 18,
+};
+
+/** The type of tensors no rule singles out (llama_model_quantize_impl's default_type). */
+const DEFAULT_TYPE: Record<Exclude<QuantFileType, 'F16'>, GgmlTypeName> = {
+  Q8_0: 'Q8_0',
+  Q6_K: 'Q6_K',
+  Q5_K_M: 'Q5_K',
+  Q4_K_M: 'Q4_K',
+  Q3_K_M: 'Q3_K',
+  Q2_K: 'Q2_K',
 };
 
 export interface QuantizeModelInfo {
@@ -35,8 +50,10 @@ export interface QuantizeModelInfo {
   readonly layerCount: number;
   /** <arch>.expert_count, 0 for dense models. */
   readonly expertCount: number;
-  /** llama.cpp's LLM_TYPE_70B (llama arch, 80 layers, GQA): attn_v gets Q5_K instead of Q4_K. */
+  /** llama.cpp's LLM_TYPE_70B (llama arch, 80 layers, GQA): attn_v gets Q5_K instead of Q3_K or Q4_K. */
   readonly is70B?: boolean;
+  /** Query heads per KV head (n_head / n_head_kv); Q2_K's attn_v depends on it. Default 1. */
+  readonly nGqa?: number;
 }
 
 export interface QuantizableTensor {
@@ -113,6 +130,8 @@ function fallback(cols: number, target: GgmlTypeName): GgmlTypeName {
   if (cols % GGML_TYPES[target].blockSize === 0) return target;
   let type: GgmlTypeName;
   switch (target) {
+    case 'Q2_K':
+    case 'Q3_K': type = 'IQ4_NL'; break;
     case 'Q4_K': type = 'Q5_0'; break;
     case 'Q5_K': type = 'Q5_1'; break;
     case 'Q6_K': type = 'Q8_0'; break;
@@ -133,7 +152,7 @@ export function quantizedTypes(
 ): GgmlTypeName[] {
   if (ftype === 'F16') return tensors.map((t) => t.type);
 
-  const defaultType: GgmlTypeName = ftype === 'Q8_0' ? 'Q8_0' : 'Q4_K';
+  const defaultType: GgmlTypeName = DEFAULT_TYPE[ftype];
   const order = tensors.map((_, i) => i).sort((a, b) => compareLikeLlamaLoader(tensors[a]!.name, tensors[b]!.name));
   const categories = tensors.map((t) => categoryOf(t.name));
 
@@ -155,10 +174,12 @@ export function quantizedTypes(
       if (model.arch === 'falcon' || cols % GGML_TYPES[type].blockSize !== 0) type = 'Q8_0';
       else if (type !== 'Q8_0') type = 'Q6_K';
     } else if (cat === 'token_embd') {
-      // Q4_K_M and Q8_0 keep the default type for untied token embeddings.
+      // The K-quant mixes and Q8_0 keep the default type for untied token embeddings.
     } else if (isAttnVLike(cat)) {
-      if (ftype === 'Q4_K_M' && useMoreBits(iAttnV, nAttnV)) type = 'Q6_K';
-      if (model.is70B && type === 'Q4_K') type = 'Q5_K';
+      if (ftype === 'Q2_K') type = (model.nGqa ?? 1) >= 4 ? 'Q4_K' : 'Q3_K';
+      else if (ftype === 'Q3_K_M') type = iAttnV < 2 ? 'Q5_K' : 'Q4_K';
+      else if ((ftype === 'Q4_K_M' || ftype === 'Q5_K_M') && useMoreBits(iAttnV, nAttnV)) type = 'Q6_K';
+      if (model.is70B && (type === 'Q3_K' || type === 'Q4_K')) type = 'Q5_K';
       if (nExpert === 8) type = 'Q8_0';
       iAttnV++;
     } else if (cat === 'attn_k') {
@@ -167,16 +188,21 @@ export function quantizedTypes(
       // For MoE models the layer comes from the name; dense models use the running counter.
       const layer = nExpert > 1 ? layerOf(t.name) : iFfnDown;
       const n = model.layerCount;
-      if (ftype === 'Q4_K_M') {
-        if (model.arch === 'falcon') {
-          type = layer < Math.trunc(n / 16) ? 'Q6_K' : useMoreBits(layer, n) ? 'Q5_K' : 'Q4_K';
-        } else if (useMoreBits(layer, n)) {
-          type = 'Q6_K';
-        }
-      }
+      const falcon = model.arch === 'falcon';
+      if (ftype === 'Q2_K') type = 'Q3_K';
+      else if (ftype === 'Q3_K_M') type = layer < Math.trunc(n / 16) ? 'Q5_K' : !falcon || useMoreBits(layer, n) ? 'Q4_K' : 'Q3_K';
+      else if (ftype === 'Q4_K_M') {
+        if (falcon) type = layer < Math.trunc(n / 16) ? 'Q6_K' : useMoreBits(layer, n) ? 'Q5_K' : 'Q4_K';
+        else if (useMoreBits(layer, n)) type = 'Q6_K';
+      } else if (ftype === 'Q5_K_M' && useMoreBits(layer, n)) type = 'Q6_K';
       iFfnDown++;
     } else if (cat === 'attn_output') {
-      if (model.arch !== 'falcon' && nExpert === 8 && ftype === 'Q4_K_M') type = 'Q5_K';
+      if (model.arch !== 'falcon') {
+        if (nExpert === 8) {
+          if (ftype === 'Q2_K' || ftype === 'Q3_K_M' || ftype === 'Q4_K_M') type = 'Q5_K';
+        } else if (ftype === 'Q2_K') type = 'Q3_K';
+        else if (ftype === 'Q3_K_M') type = 'Q4_K';
+      }
     }
     result[idx] = fallback(cols, type);
   }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Config } from '../config/index.js';
 import { ModelHub, type HubLog, type ModelHubOptions } from './hub.js';
 import { DEFAULT_HUB_ENDPOINT } from './hub-protocol.js';
+import { isAutoVariant } from './quant-quality.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -45,8 +46,17 @@ export function hubOptions(config: Config, env: NodeJS.ProcessEnv = process.env,
     readTimeoutMs: h.readTimeout * 1000,
     retries: h.retries,
     headerProbeBytes: Math.round(h.headerProbeMiB * MiB),
+    ...(h.defaultVariant && !isAutoVariant(h.defaultVariant) ? { defaultVariant: h.defaultVariant } : {}),
     ...(log ? { log } : {}),
   };
+}
+
+/**
+ * Whether a repo named without a variant gets the quantization chosen for this machine (`:auto`): yes unless
+ * `hub.defaultVariant` names a fixed one.
+ */
+export function autoByDefault(config: Config): boolean {
+  return config.hub.defaultVariant === undefined || isAutoVariant(config.hub.defaultVariant);
 }
 
 export function createModelHub(config: Config, env: NodeJS.ProcessEnv = process.env, log?: HubLog, extra: Partial<ModelHubOptions> = {}): ModelHub {

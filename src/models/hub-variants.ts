@@ -83,6 +83,11 @@ export interface VariantCandidate {
   tag: string | undefined;
 }
 
+/** The models among `files`: single GGUF files and complete split sets (projectors are not models). */
+export function modelCandidates(files: readonly string[]): VariantCandidate[] {
+  return candidates(files).complete;
+}
+
 /** Model candidates among `files`: single files and complete split sets; incomplete sets are returned apart. */
 function candidates(files: readonly string[]): { complete: VariantCandidate[]; incomplete: { first: string; missing: string[] }[] } {
   const have = new Set(files);

@@ -23,7 +23,7 @@ import {
   DEFAULT_HUB_ENDPOINT, HubError, formatBytes, isCommitHash, isSha256, resolveUrl, type HubTreeEntry,
 } from './hub-protocol.js';
 import { HubStore, type CacheEntry, type CacheGroup } from './hub-store.js';
-import { chooseVariant, describeModelFiles, type VariantChoice } from './hub-variants.js';
+import { chooseVariant, describeModelFiles, modelCandidates, type VariantCandidate, type VariantChoice } from './hub-variants.js';
 import { DEFAULT_HF_VARIANT } from './identifier.js';
 
 export type HubLog = (msg: string, fields?: Record<string, unknown>) => void;
@@ -56,6 +56,8 @@ export interface ModelHubOptions {
   headerProbeBytes?: number;
   /** How long a repo's file listing is reused; default 60 000. */
   listingTtlMs?: number;
+  /** The variant `resolve` takes when none is named (then the closest quantization); default Q4_K_M. */
+  defaultVariant?: string;
   log?: HubLog;
 }
 
@@ -78,7 +80,7 @@ export interface HubFile {
 
 export interface HubResolution {
   repo: string;
-  /** The variant asked for; DEFAULT_HF_VARIANT when none was named. */
+  /** The variant asked for; the default (hub.defaultVariant, else DEFAULT_HF_VARIANT) when none was named. */
   variant: string;
   /** False when the client named no variant (the closest quantization may have been taken). */
   explicit: boolean;
@@ -231,7 +233,7 @@ export class ModelHub {
   }
 
   private async doResolve(repo: string, asked: string | undefined, revision: string): Promise<HubResolution> {
-    const variant = asked ?? DEFAULT_HF_VARIANT;
+    const variant = asked ?? this.opts.defaultVariant ?? DEFAULT_HF_VARIANT;
     const explicit = asked !== undefined;
     const remembered = explicit ? undefined : this.defaultChoice.get(`${repo}@${revision}`);
     const local = remembered
@@ -279,6 +281,26 @@ export class ModelHub {
       commit, bytes: res.totalBytes, missingBytes: res.missingBytes, ...(choice.note ? { note: choice.note } : {}),
     });
     return res;
+  }
+
+  /**
+   * The models a repo offers (each single GGUF file and each complete split set, projectors left out) with their
+   * sizes: from the Hub's listing (one request, reused for a minute), or offline from the caches on disk.
+   */
+  async variants(repo: string, revision = 'main'): Promise<(VariantCandidate & { bytes: number })[]> {
+    if (this.offline) {
+      // A variant no file matches: findLocal then only lists what every cache holds of the repo.
+      const seen = this.store.findLocal(repo, '\u0000', true, revision).seen;
+      const sizes = new Map<string, number>();
+      for (const f of seen) {
+        const local = this.store.findLocal(repo, path.posix.basename(f), true, revision).found;
+        if (local) sizes.set(f, local.choice.parts.reduce((s, p) => s + Math.max(0, HubStore.size(this.store.snapshotPath(repo, local.commit, p, local.cacheRoot))), 0));
+      }
+      return modelCandidates(seen).map((c) => ({ ...c, bytes: sizes.get(c.first) ?? 0 }));
+    }
+    const entries = await this.listing(repo, revision);
+    const size = new Map(entries.filter((e) => e.type === 'file').map((e) => [e.path, e.lfs?.size ?? e.size]));
+    return modelCandidates([...size.keys()]).map((c) => ({ ...c, bytes: c.parts.reduce((s, p) => s + (size.get(p) ?? 0), 0) }));
   }
 
   private listing(repo: string, revision: string): Promise<HubTreeEntry[]> {

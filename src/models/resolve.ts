@@ -1,12 +1,17 @@
 /** From a client's model identifier to the GGUF file and the settings its instance gets. */
 import { existsSync, statSync } from 'node:fs';
+import path from 'node:path';
 import type { Config, ModelEntry } from '../config/index.js';
 import type { GgufModelHeader } from '../gguf/index.js';
+import type { QuantChoice } from '../placement/quant-choice.js';
 import { ClientError } from './errors.js';
 import { findCachedHfModel, hubCacheDirs } from './hf-cache.js';
 import type { DownloadProgress, HubResolution, ModelHub } from './hub.js';
+import { autoByDefault } from './hub-config.js';
 import { variantGiven } from './hub-variants.js';
 import { parseModelId, type ModelRef } from './identifier.js';
+import { canonicalModelName } from './model-aliases.js';
+import { isAutoVariant } from './quant-quality.js';
 import { modelHeader } from './model-header.js';
 import { findLmStudioModel, lmStudioDirs, type LmStudioModel } from '../sources/lmstudio.js';
 import { ollamaDisplayName, parseOllamaName, type ParsedOllamaName } from '../sources/ollama-name.js';
@@ -53,6 +58,10 @@ export interface ResolvedModel {
   rules?: ModelRules;
   /** Things worth a log line once (an Ollama template that is not used, params with no equivalent). */
   notes?: string[];
+  /** Environment variables of its llama-server, from the model's config entry. */
+  env?: Record<string, string>;
+  /** How `:auto` chose the quantization of a Hub repo named without a variant (placement/quant-choice.ts). */
+  quantization?: QuantChoice;
 }
 
 /** An instance spread over rpc-servers of other nodes (and this node's GPUs). */
@@ -121,6 +130,7 @@ function entrySettings(config: Config, alias: string, entry: ModelEntry, file: s
     pinned: entry.pinned,
     ...(entry.gpu ? { gpu: entry.gpu } : {}),
     ...(entry.rules ? { rules: entry.rules } : {}),
+    ...(Object.keys(entry.env).length > 0 ? { env: entry.env } : {}),
   };
 }
 
@@ -203,13 +213,14 @@ export function explicitOllamaName(id: string): ParsedOllamaName | undefined {
 
 /** `owner/repo[:variant]` from LM Studio's folder or (as `namespace/model:tag`) Ollama's store, before any download. */
 function localNonHub(config: Config, ref: Extract<ModelRef, { kind: 'hf' }>, id: string, env: NodeJS.ProcessEnv): ResolvedModel | undefined {
-  const lm = findLmStudioModel(lmStudioDirs(config), ref.repo, variantGiven(id) ? ref.variant : undefined).found;
+  const lm = findLmStudioModel(lmStudioDirs(config), ref.repo, variantGiven(id) && !isAutoVariant(ref.variant) ? ref.variant : undefined).found;
   if (lm) return fromLmStudio(config, lm);
   return ollamaModel(config, id, env);
 }
 
 /** Resolves `id` against the config and the disk; throws ClientError (400/403/404) for what cannot be served. */
-export function resolveModel(config: Config, id: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedModel {
+export function resolveModel(config: Config, named: unknown, env: NodeJS.ProcessEnv = process.env): ResolvedModel {
+  const id = canonicalModelName(config, named);
   let ref: ModelRef;
   try {
     ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
@@ -263,6 +274,12 @@ export interface ResolveModelAsyncOptions {
   beforeDownload?: (info: { header: GgufModelHeader; resolution: HubResolution; model: ResolvedModel }) => void | Promise<void>;
   /** Stops waiting for a download (it goes on for the others). */
   signal?: AbortSignal;
+  /**
+   * Chooses the variant of a Hub repo asked for with `:auto` (or without a variant, unless hub.defaultVariant
+   * is set), given the model's settings (its `file` is not known yet). Absent, or undefined returned: the fixed
+   * default (hub.defaultVariant, else Q4_K_M, else the closest quantization).
+   */
+  pickVariant?: (repo: string, model: ResolvedModel) => Promise<QuantChoice | undefined>;
 }
 
 /**
@@ -270,8 +287,9 @@ export interface ResolveModelAsyncOptions {
  * `hf`. Everything else (and everything when `hub` is undefined) resolves as resolveModel does. Throws ClientError
  * as resolveModel, and HubError (a ClientError) from the Hub and the download; see ModelHub.
  */
-export async function resolveModelAsync(config: Config, id: unknown, hub: ModelHub | undefined, opts: ResolveModelAsyncOptions = {}): Promise<ResolvedModel> {
+export async function resolveModelAsync(config: Config, asked: unknown, hub: ModelHub | undefined, opts: ResolveModelAsyncOptions = {}): Promise<ResolvedModel> {
   const env = opts.env ?? process.env;
+  const id = canonicalModelName(config, asked);
   if (!hub) return resolveModel(config, id, env);
   let ref: ModelRef;
   try {
@@ -286,13 +304,17 @@ export async function resolveModelAsync(config: Config, id: unknown, hub: ModelH
     const local = localNonHub(config, ref, String(id), env);
     if (local) return local;
   }
-  const build = (file: string): ResolvedModel =>
-    ref.kind === 'alias' ? entrySettings(config, ref.alias, config.models[ref.alias]!, file) : withDefaults(config, ref, file);
-  const resolution = await hub.resolve(source.repo, source.variant);
+  const build = (file: string, named: ModelRef = ref): ResolvedModel =>
+    named.kind === 'alias' ? entrySettings(config, named.alias, config.models[named.alias]!, file) : withDefaults(config, named, file);
+  const picked = source.auto && opts.pickVariant ? await opts.pickVariant(source.repo, build('')) : undefined;
+  const resolution = await hub.resolve(source.repo, picked ? path.posix.basename(picked.file) : source.variant);
+  // An id asking for :auto is keyed by the variant it got (`owner/repo:Q6_K`), so an explicit request for it shares the instance.
+  const named: ModelRef = ref.kind === 'hf' && (picked || isAutoVariant(ref.variant)) ? { ...ref, variant: picked?.chosen ?? resolution.tag ?? resolution.variant } : ref;
   const model: ResolvedModel = {
-    ...build(resolution.parts[0]!.local),
+    ...build(resolution.parts[0]!.local, named),
     source: ref.kind === 'alias' ? 'config' : 'hf-cache',
     ...(resolution.mmproj ? { mmproj: resolution.mmproj.local } : {}),
+    ...(picked ? { quantization: picked } : {}),
   };
   if (!resolution.cached && opts.beforeDownload) {
     const header = await hub.probeHeader(resolution);
@@ -308,20 +330,24 @@ export async function resolveModelAsync(config: Config, id: unknown, hub: ModelH
 /**
  * The Hub repo (and the variant, only when one is named) behind a parsed id: a Hugging Face id, or an alias whose
  * entry has `hf`; undefined for anything else. `id` is the identifier as written (it tells whether a variant was).
+ * `auto`: the variant is to be chosen for this machine (`:auto`, or none named and no hub.defaultVariant).
  */
-function hubSource(config: Config, ref: ModelRef, id: string): { repo: string; variant?: string } | undefined {
-  if (ref.kind === 'hf') return { repo: ref.repo, ...(variantGiven(id) ? { variant: ref.variant } : {}) };
+function hubSource(config: Config, ref: ModelRef, id: string): { repo: string; variant?: string; auto: boolean } | undefined {
+  const source = (repo: string, variant: string, given: boolean) =>
+    given && !isAutoVariant(variant) ? { repo, variant, auto: false } : { repo, auto: given || autoByDefault(config) };
+  if (ref.kind === 'hf') return source(ref.repo, ref.variant, variantGiven(id));
   const entry = ref.kind === 'alias' ? config.models[ref.alias] : undefined;
   if (ref.kind !== 'alias' || !entry?.hf) return undefined;
   const hf = entryHf(config, ref.alias, entry);
-  return { repo: hf.repo, ...(variantGiven(entry.hf) ? { variant: hf.variant } : {}) };
+  return source(hf.repo, hf.variant, variantGiven(entry.hf));
 }
 
 /**
  * What pulling `model` downloads: a Hugging Face id, or an alias whose entry has `hf` (the variant only when one
  * is named). A file path, a local alias or a backend's model is a 400 saying so.
  */
-export function hubTarget(config: Config, model: string): { repo: string; variant?: string } {
+export function hubTarget(config: Config, named: string): { repo: string; variant?: string; auto: boolean } {
+  const model = String(canonicalModelName(config, named));
   const ref = parseModelId(model, new Set(Object.keys(config.models)), config.modelsDir);
   const entry = ref.kind === 'alias' ? config.models[ref.alias]! : undefined;
   if (entry?.backend) throw new ClientError(400, 'nothing_to_pull', `model "${model}" is served by the ${entry.backend} backend; pull it there`);

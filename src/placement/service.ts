@@ -13,7 +13,8 @@ import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import type { RpcCost } from '../cluster/rpc-plan.js';
 import { estimateSettings } from './model-settings.js';
-import { planPlacement } from './planner.js';
+import { planPlacement, usableBytes, usableHostBytes } from './planner.js';
+import type { QuantRoom } from './quant-choice.js';
 import { RuntimeOverhead } from './runtime-overhead.js';
 import type { Candidate, Cost, ModelPins, PlanResult, PlannerSettings, RunningInstance } from './types.js';
 
@@ -172,6 +173,47 @@ export class PlacementService {
     };
   }
 
+  /**
+   * The cost function of a model not on disk yet (a Hub variant whose header was read by range), at `model`'s
+   * settings; `key` names the file version (it keys the cache of estimates).
+   */
+  costOfHeader(model: Pick<ResolvedModel, 'ctx' | 'parallel' | 'args'>, key: string, info: ModelInfo): (c: Candidate) => Cost {
+    return this.costFor(key, info, estimateSettings(model.ctx, model.parallel, model.args));
+  }
+
+  /**
+   * Room for a new model on GPU readings taken now (as the planner counts it: usable bytes after the ledger, loads
+   * under way and the reserve, on GPUs not skipped as busy), plus what idle unpinned instances hold (room once
+   * evicted); the same for the host. What `:auto` chooses a quantization by (quant-choice.ts).
+   */
+  async quantRoom(ledger: () => Ledger): Promise<QuantRoom> {
+    const devices = this.hasGpus ? await this.monitor.refresh() : [];
+    const state = ledger();
+    const settings = this.plannerSettings();
+    const gpus = devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: d.freeBytes, utilization: d.utilizationGpu }));
+    const usable = usableBytes({ gpus, running: state.running, loading: state.loading, settings });
+    const idle = state.running.filter((r) => r.idle && !r.pinned);
+    const skipped = (g: (typeof gpus)[number]) => {
+      const ours = state.running.reduce((sum, r) => sum + (r.gpuBytes.get(g.index) ?? 0), 0);
+      return (g.utilization !== null && g.utilization > settings.maxUtilization) || Math.max(0, g.totalBytes - g.freeBytes - ours) / g.totalBytes > settings.maxMemoryUsedFraction;
+    };
+    const hostBytes = usableHostBytes({
+      host: { totalBytes: this.hostMemory.total(), availableBytes: this.hostMemory.available(), loadingBytes: state.loadingHostBytes ?? 0 },
+      running: state.running,
+      settings,
+    });
+    return {
+      gpus: gpus.filter((g) => !skipped(g)).map((g) => ({
+        index: g.index,
+        name: g.name,
+        usableBytes: usable.get(g.index) ?? 0,
+        evictableBytes: idle.reduce((sum, r) => sum + (r.gpuBytes.get(g.index) ?? 0), 0),
+      })),
+      ...(hostBytes !== undefined ? { hostBytes, hostEvictableBytes: idle.reduce((sum, r) => sum + (r.hostBytes ?? 0), 0) } : {}),
+      cpuAllowed: this.settings.cpuFallback || devices.length === 0,
+    };
+  }
+
   plannerSettings(): PlannerSettings {
     const s = this.settings;
     return {
@@ -270,7 +312,7 @@ export class PlacementService {
         splitMode: p.splitMode,
         ...(p.tensorSplit ? { tensorSplit: p.tensorSplit } : {}),
         estimate: p.cost,
-        reason: p.reason,
+        reason: model.quantization ? `${p.reason}; :auto chose ${model.quantization.reason}` : p.reason,
       },
     };
   }

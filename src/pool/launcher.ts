@@ -40,7 +40,8 @@ export class LlamaServerLauncher implements InstanceLauncher {
       ],
     });
     return new Instance({
-      ...(gpu ? { env: { ...process.env, ...placementEnv(gpu) } } : {}),
+      // The model's own environment over ours; the placement's GPUs over both.
+      ...(gpu || model.env ? { env: { ...process.env, ...model.env, ...(gpu ? placementEnv(gpu) : {}) } } : {}),
       id: instanceId,
       modelId: model.id,
       binary: this.binary,

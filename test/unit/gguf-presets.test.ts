@@ -58,7 +58,7 @@ describe('replica presets', () => {
       expect(md['general.architecture']!.value).toBe(spec.arch);
       expect(md[`${spec.arch}.block_count`]!.value).toBe(h.layers);
       expect(md[`${spec.arch}.embedding_length`]!.value).toBe(h.embd);
-      expect(md['general.file_type']!.value).toBe({ F16: 1, Q8_0: 7, Q4_K_M: 15 }[quant]);
+      expect(md['general.file_type']!.value).toBe({ F16: 1, Q8_0: 7, Q2_K: 10, Q3_K_M: 12, Q4_K_M: 15, Q5_K_M: 17, Q6_K: 18 }[quant]);
       expect((md['tokenizer.ggml.tokens']!.value as string[]).length).toBe(h.vocabSize);
       expect(new Set(md['tokenizer.ggml.tokens']!.value as string[]).size).toBe(h.vocabSize);
       expect((md['tokenizer.ggml.token_type']!.value as number[]).length).toBe(h.vocabSize);
@@ -204,6 +204,40 @@ describe('replica presets', () => {
     expect([...l4.values()].filter((t) => t === 'Q6_K')).toHaveLength(1 + 24 * 3);
   });
 
+  it('the other K-quant mixes follow llama-quantize (Q6_K, Q5_K_M, Q3_K_M, Q2_K)', () => {
+    const q6 = typesOf('llama-3-8b', 'Q6_K');
+    expect(new Set(q6.values())).toEqual(new Set(['Q6_K', 'F32']));
+    const q5 = typesOf('llama-3-8b', 'Q5_K_M');
+    // use_more_bits(i, 32) as for Q4_K_M, bumping to Q6_K from Q5_K
+    for (const [i, want] of [[0, 'Q6_K'], [4, 'Q5_K'], [6, 'Q6_K'], [31, 'Q6_K']] as const) {
+      expect(q5.get(`blk.${i}.attn_v.weight`), `attn_v ${i}`).toBe(want);
+      expect(q5.get(`blk.${i}.ffn_down.weight`), `ffn_down ${i}`).toBe(want);
+    }
+    expect(q5.get('output.weight')).toBe('Q6_K');
+    expect(q5.get('blk.4.attn_q.weight')).toBe('Q5_K');
+    const q3 = typesOf('llama-3-8b', 'Q3_K_M');
+    expect(q3.get('blk.0.attn_v.weight')).toBe('Q5_K'); // the first two attn_v
+    expect(q3.get('blk.1.attn_v.weight')).toBe('Q5_K');
+    expect(q3.get('blk.2.attn_v.weight')).toBe('Q4_K');
+    expect(q3.get('blk.1.ffn_down.weight')).toBe('Q5_K'); // layers < 32/16
+    expect(q3.get('blk.2.ffn_down.weight')).toBe('Q4_K');
+    expect(q3.get('blk.2.attn_output.weight')).toBe('Q4_K');
+    expect(q3.get('blk.2.ffn_up.weight')).toBe('Q3_K');
+    const q2 = typesOf('llama-3-8b', 'Q2_K');
+    expect(q2.get('blk.9.attn_v.weight')).toBe('Q4_K'); // 32 heads over 8 KV heads: n_gqa 4
+    expect(q2.get('blk.9.ffn_down.weight')).toBe('Q3_K');
+    expect(q2.get('blk.9.attn_output.weight')).toBe('Q3_K');
+    expect(q2.get('blk.9.ffn_gate.weight')).toBe('Q2_K');
+    expect(q2.get('output.weight')).toBe('Q6_K');
+    // Phi-3-mini has one KV head per query head: Q2_K's attn_qkv (as attn_v) gets Q3_K
+    expect(typesOf('phi-3-mini', 'Q2_K').get('blk.4.attn_qkv.weight')).toBe('Q3_K');
+    // Qwen2.5-0.5B's 896 columns fall back from Q2_K/Q3_K to IQ4_NL
+    expect(typesOf('qwen2.5-0.5b', 'Q2_K').get('blk.3.ffn_gate.weight')).toBe('IQ4_NL');
+    // Mixtral's 8 experts: attn_output Q5_K for Q2_K and Q3_K_M too
+    expect(typesOf('mixtral-8x7b', 'Q2_K').get('blk.3.attn_output.weight')).toBe('Q5_K');
+    expect(typesOf('mixtral-8x7b', 'Q3_K_M').get('blk.3.attn_v.weight')).toBe('Q8_0');
+  });
+
   it('falls back to F16 when not even 32 divides the rows', () => {
     const types = quantizedTypes(
       { arch: 'llama', layerCount: 1, expertCount: 0 },
@@ -219,6 +253,12 @@ describe('replica presets', () => {
     expect(gib('llama-3-8b', 'Q4_K_M')).toBeCloseTo(4.58, 1);
     expect(gib('llama-3-8b', 'F16')).toBeCloseTo(14.96, 1);
     expect(gib('mixtral-8x7b', 'Q4_K_M')).toBeCloseTo(26.49, 0);
+    // Meta-Llama-3-8B-Instruct's published files (GB, header included): Q8_0 8.54, Q6_K 6.60, Q5_K_M 5.73,
+    // Q3_K_M 4.02, Q2_K 3.18.
+    const gb = (q: ReplicaQuant) => replicaLayout('llama-3-8b', q).dataSize / 1e9;
+    for (const [q, want] of [['Q8_0', 8.54], ['Q6_K', 6.6], ['Q5_K_M', 5.73], ['Q3_K_M', 4.02], ['Q2_K', 3.18]] as const) {
+      expect(Math.abs(gb(q) - want) / want, q).toBeLessThan(0.01);
+    }
     for (const id of PRESET_IDS) {
       const bpw = replicaBitsPerWeight(id, 'Q4_K_M');
       expect(bpw).toBeGreaterThan(4.8);
