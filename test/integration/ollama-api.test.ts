@@ -111,7 +111,7 @@ describe.skipIf(!tools.server)(`the official ollama client against the proxy${to
     const body = (extra: Record<string, unknown>) => JSON.stringify({ model: 'long', messages, options: { temperature: 0, ...extra } });
     await ollama.chat({ model: 'long', messages, options }); // loaded before the clock starts
     const started = Date.now();
-    const res = await fetch(`${t.url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body({ num_predict: 900 }) });
+    const res = await fetch(`${t.url}/api/chat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body({ num_predict: 3000 }) });
     expect(res.headers.get('content-type')).toBe('application/x-ndjson');
     const record = await readStream(res);
     const lines = record.text.trim().split('\n').map((l) => JSON.parse(l) as { done: boolean; eval_count?: number });
