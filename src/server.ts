@@ -19,6 +19,7 @@ import { Pool } from './pool/pool.js';
 import { OS_HOST_MEMORY, PlacementService } from './placement/service.js';
 import { PortAllocator } from './pool/ports.js';
 import { createLogger } from './util/logger.js';
+import { LogLines } from './util/log-lines.js';
 import { PACKAGE_VERSION } from './util/version.js';
 
 export interface ProxyServer {
@@ -39,6 +40,8 @@ export interface StartOptions {
   logger?: Logger;
   /** Progress lines of a llama.cpp build, for a person (default: stderr). */
   progress?: (line: string) => void;
+  /** Where the proxy's own recent log lines are kept for the dashboard (default: lines of the logger made here). */
+  logLines?: LogLines;
 }
 
 /** With no config file and no models, serve the generated demo model under the alias "demo". */
@@ -52,7 +55,9 @@ async function withDemoModel(config: Config): Promise<{ config: Config; demo: bo
 }
 
 export async function startProxy(baseConfig: Config, options: StartOptions = {}): Promise<ProxyServer> {
-  const logger = options.logger ?? createLogger(baseConfig.log.level);
+  // A logger given by the caller keeps its lines where it writes them: the dashboard shows those of `logLines`.
+  const logLines = options.logLines ?? (options.logger ? undefined : new LogLines(1000));
+  const logger = options.logger ?? createLogger(baseConfig.log.level, { format: baseConfig.log.format, ...(logLines ? { lines: logLines } : {}) });
   const progress = options.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
   const tools = await ensureLlamaTools({ cacheDir: baseConfig.cacheDir, llamaServer: baseConfig.llamaServer, log: progress });
   logger.info({ binary: tools.server, source: tools.source }, 'llama-server located');
@@ -123,7 +128,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       },
     },
   };
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, ...(cluster ? { cluster, rpc } : {}) });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, placer, ...(logLines ? { logLines } : {}), ...(cluster ? { cluster, rpc } : {}) });
   try {
     await app.listen({ host: config.server.host, port: config.server.port });
   } catch (err) {

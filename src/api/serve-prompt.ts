@@ -15,7 +15,9 @@ import { agentResponseTransform, whenDone, writeAgentReply } from './agent-excha
 import { bodyObject, clientGone } from './body.js';
 import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
-import { countTokens, UsageTail } from './policy-hook.js';
+import { countTokens } from './policy-hook.js';
+import { AnswerTail } from '../requests/index.js';
+import { noteAgents, noteAnswer, noteError } from './request-records.js';
 import { progressStarted } from './model-resolution.js';
 import { applyRequestRules } from './request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
@@ -102,7 +104,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
             body = JSON.stringify(applyRequestRules(sent, rules));
           } else body = request.parsedBody?.raw;
         }
-        const tail = new UsageTail();
+        const tail = new AnswerTail();
         const result = await forward(
           upstream.target,
           {
@@ -117,8 +119,9 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
           },
           reply.raw,
         );
-        const used = tail.tokens();
-        countTokens(request, used.prompt, used.completion);
+        const facts = tail.read();
+        countTokens(request, facts.promptTokens ?? 0, facts.completionTokens ?? 0);
+        noteAnswer(reply.raw, facts, tail.firstAt);
         request.log.info(
           { model: routeId(route), ...upstream.logFields(), path: target.path, status: result.status, outcome: result.outcome, waitedMs: upstream.waitedMs, ms: Date.now() - started, ...options.logFields?.() },
           'proxied',
@@ -131,6 +134,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
     // Before the reply was taken over (the first acquire): fastify's error handler answers.
     if (!hijacked) throw err;
     // A retry's acquire failed after the reply was taken over: answer here, in this family's shape.
+    noteError(reply.raw, (err as Error).message);
     writeRawError(reply.raw, errors, err);
     request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed on its second try');
   }
@@ -158,6 +162,7 @@ export async function servePrompt(pipeline: PromptPipeline, request: FastifyRequ
     if (!progressStarted(reply.raw)) throw err;
     reply.hijack();
     const { status, message, code } = describeError(err);
+    noteError(reply.raw, message);
     if (!reply.raw.writableEnded) reply.raw.end(family.errors.streamEvent(status, message, code));
     request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed after download progress');
   }
@@ -169,6 +174,7 @@ async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest
   // The app's logger is pino (loggerInstance), so the request's child is one too.
   const log = request.log as Logger;
   const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal });
+  noteAgents(reply.raw, session.names);
   // What agents started from (for a bridged family: its chat translation), to restore model and stream against.
   const original = bridge ? bridge.toChat(body).chat : body;
   try {

@@ -1,6 +1,6 @@
 export { ClientError } from './errors.js';
 export { parseModelId, withoutHfHost, DEFAULT_HF_VARIANT, type ModelRef } from './identifier.js';
-export { hubTarget, resolveModel, resolveModelAsync, type InstanceRpc, type ResolvedModel, type ResolveModelAsyncOptions } from './resolve.js';
+export { hubTarget, probeModel, resolveModel, resolveModelAsync, type InstanceRpc, type ResolvedModel, type ResolveModelAsyncOptions } from './resolve.js';
 export { findCachedHfModel, hubCacheDirs, pickVariantFile, matchesVariant } from './hf-cache.js';
 export {
   ModelHub, describeProgress,

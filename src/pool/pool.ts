@@ -390,6 +390,11 @@ export class Pool extends EventEmitter {
     return { running, loading, loadingHostBytes };
   }
 
+  /** Where an instance runs (undefined: unknown instance, or no GPU planning). */
+  placementOf(instanceId: string): InstancePlacement | undefined {
+    return this.entries.get(instanceId)?.placement;
+  }
+
   /** What each instance is charged per GPU index (its measured footprint once known, else its estimate). */
   chargedBytes(instanceId: string): ReadonlyMap<number, number> | undefined {
     return this.entries.get(instanceId)?.gpuBytes;
@@ -708,6 +713,11 @@ export class Pool extends EventEmitter {
   /** A running instance, or one that ended recently (for its logs). */
   instance(id: string): Instance | undefined {
     return this.entries.get(id)?.instance ?? this.ended.get(id);
+  }
+
+  /** Instances that ended recently, newest last (their logs are still kept). */
+  endedInstances(): Instance[] {
+    return [...this.ended.values()];
   }
 
   private remember(instance: Instance): void {
