@@ -120,7 +120,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   else app.get('/requests', async () => ({ capacity: 0, kept: 0, requests: [] }));
 
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer });
-  const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });
+  const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster, loadingProgress: config.server.loadingProgress });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster });
   registerAnthropicRoutes(app, pipeline);
   registerResponsesRoutes(app, pipeline);

@@ -76,6 +76,8 @@ export interface PipelineDeps {
   backend?: OllamaBackend | undefined;
   /** The other nodes (absent: this proxy is alone). */
   cluster?: Cluster | undefined;
+  /** server.loadingProgress (default off). */
+  loadingProgress?: 'off' | 'reasoning';
 }
 
 /** How one exchange may go. */
@@ -126,6 +128,19 @@ export class PromptPipeline {
 
   get agents(): AgentRegistry {
     return this.deps.agents;
+  }
+
+  get pool(): Pool {
+    return this.deps.pool;
+  }
+
+  get loadingProgress(): 'off' | 'reasoning' {
+    return this.deps.loadingProgress ?? 'off';
+  }
+
+  /** Whether an instance of the model is ready now (a request for it waits for no load). */
+  modelReady(modelId: string): boolean {
+    return this.deps.pool.list().some((i) => i.modelId === modelId && i.state === 'ready');
   }
 
   /** The backend route of a model field, when the Ollama backend serves it. */

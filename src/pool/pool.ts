@@ -180,8 +180,10 @@ interface FailureRecord {
 }
 
 /**
- * The instances. Events: `starting` (instanceId, modelId), `ready` (instanceId, modelId, load ms), `load_failed`
- * (instanceId, modelId, reason), `crash` (instanceId, modelId, reason), `stopped` (instanceId, modelId, why).
+ * The instances. Events: `starting` (instanceId, modelId), `placed` (instanceId, modelId, placement), `evicting`
+ * (modelId, victims' models, reason), `waiting` (modelId, reason), `ready` (instanceId, modelId, load ms),
+ * `load_failed` (instanceId, modelId, reason), `crash` (instanceId, modelId, reason), `stopped` (instanceId,
+ * modelId, why).
  */
 export class Pool extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
@@ -204,6 +206,8 @@ export class Pool extends EventEmitter {
 
   constructor(private readonly options: PoolOptions) {
     super();
+    // Streamed requests waiting for a load listen to its events (server.loadingProgress).
+    this.setMaxListeners(0);
     this.log = options.log ?? (() => {});
     this.sweeper = setInterval(() => this.sweepIdle(), options.sweepIntervalMs ?? 1000);
     this.sweeper.unref();
@@ -462,9 +466,11 @@ export class Pool extends EventEmitter {
     switch (decision.kind) {
       case 'place':
         this.log('placed', { instance: entry.instanceId, model: model.id, gpus: decision.placement.gpus.map((g) => g.index), ngl: decision.placement.ngl, reason: decision.placement.reason });
+        this.emit('placed', entry.instanceId, model.id, decision.placement);
         return decision.placement;
       case 'evict':
         this.log('evicting for placement', { model: model.id, victims: decision.victims, reason: decision.reason });
+        this.emit('evicting', model.id, decision.victims.map((id) => this.entries.get(id)?.model.id ?? id), decision.reason);
         this.removeEntry(entry);
         for (const id of decision.victims) {
           const victim = this.entries.get(id);
@@ -473,6 +479,7 @@ export class Pool extends EventEmitter {
         return undefined;
       case 'wait':
         this.log('waiting for GPU memory', { model: model.id, reason: decision.reason });
+        this.emit('waiting', model.id, decision.reason);
         this.memoryBlocked.add(model.id);
         this.removeEntry(entry);
         return undefined;
