@@ -4,7 +4,8 @@
  *   GET /logs                     which logs there are
  *   GET /logs/proxy               the proxy's recent lines, text
  *   GET /logs/:instance           an instance's recent lines, text
- *   GET /logs/:id/stream          SSE: the last lines (?tail=, default 200), then each new one as it comes
+ *   GET /logs/:id/stream          SSE: the last lines (?tail=, default 200) as `line` events, a `live` event,
+ *                                 then each new line as it comes (an instance's end: an `exit` event)
  */
 import type { FastifyReply } from 'fastify';
 import { ClientError } from '../models/index.js';
@@ -66,6 +67,7 @@ export function registerLogRoutes(app: ProxyApp, { pool, feeds, proxyLines }: Lo
     if (id === PROXY) {
       const feed = feeds.start(reply);
       for (const line of proxyText(tail)) feed.send(JSON.stringify(line), 'line');
+      feed.send('{}', 'live');
       if (!proxyLines) return;
       const onLine = (line: string) => feed.send(JSON.stringify(prettyLine(line)), 'line');
       proxyLines.on('line', onLine);
@@ -75,6 +77,8 @@ export function registerLogRoutes(app: ProxyApp, { pool, feeds, proxyLines }: Lo
     const instance = instanceOf(id);
     const feed = feeds.start(reply);
     for (const line of instance.logs.last(tail)) feed.send(JSON.stringify(line), 'line');
+    feed.send('{}', 'live');
+    instance.setMaxListeners(Math.max(instance.getMaxListeners(), feeds.max + 10));
     const onLine = (line: string) => feed.send(JSON.stringify(line), 'line');
     const onExit = () => feed.send(JSON.stringify({ exited: true }), 'exit');
     instance.on('line', onLine);
