@@ -109,9 +109,10 @@ function captureResponse(res: ServerResponse, limit: number, into: { response: s
 }
 
 export function registerRequestRecords(app: ProxyApp, { log, feeds, captureBytes }: RequestRecordsOptions): void {
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook, not an async one: it runs on every request, and a promise each time shows in bench:requests.
+  app.addHook('onRequest', (request, reply, done) => {
     const route = recordedRoute(request.method, request.url);
-    if (!route) return;
+    if (!route) return done();
     const res = reply.raw;
     const q = request.url.indexOf('?');
     const draft: RequestDraft = { id: log.nextId(), startedAt: Date.now(), route, method: request.method, path: q < 0 ? request.url : request.url.slice(0, q) };
@@ -134,6 +135,7 @@ export function registerRequestRecords(app: ProxyApp, { log, feeds, captureBytes
       }
       log.add(buildRecord(draft, { endedAt: Date.now(), statusCode: res.statusCode, headersSent: res.headersSent, finished: res.writableFinished }));
     });
+    done();
   });
 
   app.get('/requests', async (request) => {

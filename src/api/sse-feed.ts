@@ -2,7 +2,10 @@
  * Live feeds over Server-Sent Events (the dashboard's Requests and Logs pages): a response taken over from
  * fastify that stays open, a comment every 15 s so idle connections and proxies in between do not time it out, a
  * bound on how many are open at once, and a subscriber that does not read (its buffer over 4 MiB) is closed
- * rather than let the proxy buffer for it. All close at shutdown.
+ * rather than let the proxy buffer for it. Events are gathered for 100 ms and go out in one write: a write to a
+ * socket costs tens of microseconds of system time (on loopback the receiver's side too), so at hundreds of
+ * requests a second one write per record cost the proxy ~12 % of its CPU (bench:requests), one per 100 ms ~nothing.
+ * All close at shutdown.
  */
 import type { FastifyReply } from 'fastify';
 import type { ServerResponse } from 'node:http';
@@ -10,6 +13,8 @@ import { ClientError } from '../models/index.js';
 
 const HEARTBEAT_MS = 15_000;
 const MAX_BUFFERED = 4 * 1024 * 1024;
+/** How long events wait to go out together. */
+const BATCH_MS = 100;
 
 export interface Feed {
   /** Sends one event (`data` is already JSON or a line of text without newlines). */
@@ -39,9 +44,21 @@ export class SseFeeds {
     const heartbeat = setInterval(() => res.write(': ping\n\n'), HEARTBEAT_MS);
     heartbeat.unref();
     let closed = false;
+    let pending = '';
+    const flush = () => {
+      const text = pending;
+      pending = '';
+      if (closed || res.destroyed || text === '') return;
+      if (res.writableLength > MAX_BUFFERED) {
+        res.destroy();
+        return;
+      }
+      res.write(text);
+    };
     const close = () => {
       if (closed) return;
       closed = true;
+      pending = '';
       clearInterval(heartbeat);
       this.open.delete(res);
       for (const fn of closers) fn();
@@ -50,11 +67,8 @@ export class SseFeeds {
     return {
       send: (data, event) => {
         if (closed || res.destroyed) return;
-        if (res.writableLength > MAX_BUFFERED) {
-          res.destroy();
-          return;
-        }
-        res.write(`${event ? `event: ${event}\n` : ''}data: ${data}\n\n`);
+        if (pending === '') setTimeout(flush, BATCH_MS).unref();
+        pending += `${event ? `event: ${event}\n` : ''}data: ${data}\n\n`;
       },
       onClose: (fn) => {
         if (closed) fn();

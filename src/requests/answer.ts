@@ -24,15 +24,17 @@ export interface AnswerFacts {
 
 const TAIL_CHARS = 4096;
 
-const TIMING_FIELDS: readonly [keyof Timings, string][] = [
-  ['cacheN', 'cache_n'],
-  ['promptN', 'prompt_n'],
-  ['promptMs', 'prompt_ms'],
-  ['promptPerSecond', 'prompt_per_second'],
-  ['predictedN', 'predicted_n'],
-  ['predictedMs', 'predicted_ms'],
-  ['predictedPerSecond', 'predicted_per_second'],
-];
+const TIMING_FIELDS: readonly [keyof Timings, RegExp][] = (
+  [
+    ['cacheN', 'cache_n'],
+    ['promptN', 'prompt_n'],
+    ['promptMs', 'prompt_ms'],
+    ['promptPerSecond', 'prompt_per_second'],
+    ['predictedN', 'predicted_n'],
+    ['predictedMs', 'predicted_ms'],
+    ['predictedPerSecond', 'predicted_per_second'],
+  ] as const
+).map(([key, field]) => [key, new RegExp(`"${field}"\\s*:\\s*(-?[\\d.]+(?:e[-+]?\\d+)?)`, 'i')]);
 
 function lastNumber(text: string, re: RegExp): number | null {
   let v: number | null = null;
@@ -50,8 +52,8 @@ export function readTimings(text: string): Timings | null {
   const body = text.slice(open, close + 1);
   const out = {} as Timings;
   let any = false;
-  for (const [key, field] of TIMING_FIELDS) {
-    const m = new RegExp(`"${field}"\\s*:\\s*(-?[\\d.]+(?:e[-+]?\\d+)?)`, 'i').exec(body);
+  for (const [key, re] of TIMING_FIELDS) {
+    const m = re.exec(body);
     const v = m ? Number(m[1]) : NaN;
     out[key] = Number.isFinite(v) ? v : null;
     if (out[key] !== null) any = true;
