@@ -19,7 +19,7 @@ export const CORE_SCRIPT = String.raw`
     for (const c of children.flat()) if (c !== undefined && c !== null && c !== false) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     return e;
   };
-  const mib = (v) => (v == null ? '-' : v >= 10240 ? (v / 1024).toFixed(1) + ' GiB' : v >= 1024 ? (v / 1024).toFixed(2) + ' GiB' : Math.round(v) + ' MiB');
+  const mib = (v) => (v == null ? '-' : v >= 10240 ? (v / 1024).toFixed(1) + ' GiB' : Math.round(v) + ' MiB');
   const dur = (s) => (s == null ? '-' : s < 90 ? s + ' s' : s < 5400 ? Math.round(s / 60) + ' min' : (s / 3600).toFixed(1) + ' h');
   const ms = (v) => (v == null ? '-' : v >= 10000 ? (v / 1000).toFixed(1) + ' s' : Math.round(v) + ' ms');
   const fixed = (v, d = 1) => (v == null ? '-' : Number(v).toFixed(d));

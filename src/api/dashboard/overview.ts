@@ -169,7 +169,7 @@ export const OVERVIEW_SCRIPT = String.raw`
       $('error').style.display = 'block';
     }
   }
-  pages.overview = {};
+  pages.overview = { show: tick };
   onKey.push(tick);
   tick();
   setInterval(tick, 2000);
