@@ -22,6 +22,7 @@ import { Pool } from './pool/pool.js';
 import { OS_HOST_MEMORY, PlacementService } from './placement/service.js';
 import { PortAllocator } from './pool/ports.js';
 import { createLogger } from './util/logger.js';
+import { LogLines } from './util/log-lines.js';
 import { PACKAGE_VERSION } from './util/version.js';
 
 export interface ProxyServer {
@@ -48,6 +49,8 @@ export interface StartOptions {
   reload?: () => Config | Promise<Config>;
   /** Reload when the config file changes (`serve --watch`). */
   watch?: boolean;
+  /** Where the proxy's own recent log lines are kept for the dashboard (default: lines of the logger made here). */
+  logLines?: LogLines;
 }
 
 /** With no config file and no models, serve the generated demo model under the alias "demo". */
@@ -61,7 +64,9 @@ async function withDemoModel(config: Config): Promise<{ config: Config; demo: bo
 }
 
 export async function startProxy(baseConfig: Config, options: StartOptions = {}): Promise<ProxyServer> {
-  const logger = options.logger ?? createLogger(baseConfig.log.level);
+  // A logger given by the caller keeps its lines where it writes them: the dashboard shows those of `logLines`.
+  const logLines = options.logLines ?? (options.logger ? undefined : new LogLines(1000));
+  const logger = options.logger ?? createLogger(baseConfig.log.level, { format: baseConfig.log.format, ...(logLines ? { lines: logLines } : {}) });
   const progress = options.progress ?? ((line: string) => process.stderr.write(`${line}\n`));
   const tools = await ensureLlamaTools({ cacheDir: baseConfig.cacheDir, llamaServer: baseConfig.llamaServer, log: progress });
   logger.info({ binary: tools.server, source: tools.source }, 'llama-server located');
@@ -137,7 +142,7 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       },
     },
   };
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, puller, placer, reloads: holder, ...(cluster ? { cluster, rpc } : {}) });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, puller, placer, reloads: holder, ...(logLines ? { logLines } : {}), ...(cluster ? { cluster, rpc } : {}) });
   const loadPinned = (alias: string) =>
     resolveModelAsync(config, alias, hub).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
   holder.on('change', (live, _previous, plan) => {

@@ -1,4 +1,4 @@
-/** Admin endpoints: running instances, explicit load/unload, an instance's recent log lines. */
+/** Admin endpoints: running instances, explicit load/unload (log lines: logs.ts). */
 import type { Config } from '../config/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import type { InstanceInfo, Pool } from '../pool/pool.js';
@@ -92,13 +92,5 @@ export function registerAdminRoutes(app: ProxyApp, { pool, resolve, resolveAsync
     const id = optionalModel(request.body);
     const unloaded = await pool.unload(id === undefined ? undefined : resolve(id).id);
     return { unloaded };
-  });
-
-  app.get('/logs/:instance', async (request, reply) => {
-    const { instance: id } = request.params as { instance: string };
-    const instance = pool.instance(id);
-    if (!instance) throw new ClientError(404, 'instance_not_found', `no instance "${id}" (running: ${pool.list().map((i) => i.id).join(', ') || 'none'})`);
-    const lines = instance.logs.toArray();
-    return reply.type('text/plain; charset=utf-8').send(`${lines.join('\n')}\n`);
   });
 }

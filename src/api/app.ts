@@ -18,6 +18,12 @@ import type { RpcServers } from '../cluster/rpc-servers.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { registerAdminRoutes } from './admin.js';
+import { RequestLog } from '../requests/index.js';
+import type { LogLines } from '../util/log-lines.js';
+import { registerLogRoutes } from './logs.js';
+import { registerPlanRoutes } from './plan.js';
+import { noteError, registerRequestRecords } from './request-records.js';
+import { SseFeeds } from './sse-feed.js';
 import { registerAnthropicRoutes } from './anthropic.js';
 import { registerDashboard } from './dashboard.js';
 import { registerApiKeys } from './auth.js';
@@ -64,6 +70,8 @@ export interface AppDeps {
   reloads?: ConfigHolder;
   /** rpc-servers this node runs for other nodes' instances (absent: it lends none, and says why). */
   rpc?: { servers: RpcServers | undefined; options: RpcRoutesOptions };
+  /** The proxy's own recent log lines (GET /logs/proxy). */
+  logLines?: LogLines;
 }
 
 export function buildApp(deps: AppDeps): ProxyApp {
@@ -91,6 +99,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
 
   app.setErrorHandler((err, request, reply) => {
     const { status, message } = describeError(err);
+    noteError(reply.raw, message);
     if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
     else request.log.info({ status, url: request.url, reason: message }, 'request refused');
     void sendError(reply, err);
@@ -112,9 +121,15 @@ export function buildApp(deps: AppDeps): ProxyApp {
   registerKeyPolicy(app, config, registry, METRICS_PREFIX);
   if (cluster && deps.rpc) registerRpcRoutes(app, deps.rpc.servers, deps.rpc.options);
 
+  // Every proxied request's record (GET /requests, the dashboard); live feeds (requests, logs) end at shutdown.
+  const feeds = new SseFeeds();
+  const requestLog = config.server.requestLog > 0 ? new RequestLog(config.server.requestLog) : undefined;
+  if (requestLog) registerRequestRecords(app, { log: requestLog, feeds, captureBytes: config.server.captureBodies ? Math.round(config.server.captureBodyKiB * 1024) : undefined });
+  else app.get('/requests', async () => ({ capacity: 0, kept: 0, requests: [] }));
+
   const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, log: (msg, fields) => logger.info(fields, msg) });
   const estimator = placer ? modelEstimator(placer, deps.monitor) : undefined;
-  const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster });
+  const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster, loadingProgress: config.server.loadingProgress });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster, estimator });
   registerAnthropicRoutes(app, pipeline);
   registerResponsesRoutes(app, pipeline);
@@ -130,10 +145,13 @@ export function buildApp(deps: AppDeps): ProxyApp {
   }) : { status: 'ok', version: deps.version });
   registerAdminRoutes(app, { config, pool, resolve: resolver.sync, resolveAsync: (id) => resolver.async(id), monitor: deps.monitor, cluster });
   if (deps.reloads) registerReloadRoute(app, deps.reloads);
+  registerLogRoutes(app, { pool, feeds, proxyLines: deps.logLines });
+  registerPlanRoutes(app, { config, pool, resolver, placer, hub: deps.hub, keysSet: () => config.server.apiKeys.length + config.server.keys.length > 0 });
   registerDashboard(app);
 
   // Before connections are closed: streams under way get a last event saying the proxy shuts down.
   app.addHook('preClose', async () => {
+    feeds.closeAll();
     await clients.shutdown();
   });
   app.addHook('onClose', async () => {

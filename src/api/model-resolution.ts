@@ -54,6 +54,8 @@ export interface ResolveContext {
   signal?: AbortSignal;
   /** Where to write progress comments (a streamed request); headers are sent on the first one. */
   progressTo?: ServerResponse;
+  /** Progress as lines instead (server.loadingProgress: reasoning), at most one a second. */
+  progressLine?: (text: string) => void;
 }
 
 /** Whether progress comments were written: the response is then an SSE stream already (status 200 sent). */
@@ -138,7 +140,7 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
       const model = await resolveModelAsync(deps.config, base, hub, {
         ...(picker ? { pickVariant: (repo: string, settings: ResolvedModel) => picker.pick(repo, settings) } : {}),
         ...(ctx.signal ? { signal: ctx.signal } : {}),
-        ...(ctx.progressTo ? { onProgress: (p: DownloadProgress) => writeProgress(ctx.progressTo!, p) } : {}),
+        ...(ctx.progressLine ? { onProgress: throttledLines(ctx.progressLine) } : ctx.progressTo ? { onProgress: (p: DownloadProgress) => writeProgress(ctx.progressTo!, p) } : {}),
         beforeDownload: async ({ header, model }) => {
           await check?.(model, header);
         },
@@ -146,6 +148,19 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
       noted(model);
       return apply(model);
     },
+  };
+}
+
+/** Download progress as lines, one a second at most (and every phase change). */
+function throttledLines(line: (text: string) => void): (p: DownloadProgress) => void {
+  let last = 0;
+  let phase = '';
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 1000 && p.phase === phase) return;
+    last = now;
+    phase = p.phase;
+    line(`${describeProgress(p)[0]!.toUpperCase()}${describeProgress(p).slice(1)}.`);
   };
 }
 

@@ -18,6 +18,8 @@ import type { RequestKey } from './request-key.js';
 import type { Lease, Pool } from '../pool/pool.js';
 import type { ModelResolver, ResolveContext } from './model-resolution.js';
 import type { OllamaBackend } from './ollama/backend.js';
+import { loadWait, placementLine } from '../requests/index.js';
+import { draftOf, noteUpstream } from './request-records.js';
 import { requestJson, UpstreamUnsent, type UpstreamClients, type UpstreamTarget } from './upstream.js';
 
 /** A model of the Ollama backend: `id` as the client named it, `name` as Ollama knows it. */
@@ -74,6 +76,8 @@ export interface PipelineDeps {
   backend?: OllamaBackend | undefined;
   /** The other nodes (absent: this proxy is alone). */
   cluster?: Cluster | undefined;
+  /** server.loadingProgress (default off). */
+  loadingProgress?: 'off' | 'reasoning';
 }
 
 /** How one exchange may go. */
@@ -133,6 +137,19 @@ export class PromptPipeline {
 
   get agents(): AgentRegistry {
     return this.deps.agents;
+  }
+
+  get pool(): Pool {
+    return this.deps.pool;
+  }
+
+  get loadingProgress(): 'off' | 'reasoning' {
+    return this.deps.loadingProgress ?? 'off';
+  }
+
+  /** Whether an instance of the model is ready now (a request for it waits for no load). */
+  modelReady(modelId: string): boolean {
+    return this.deps.pool.list().some((i) => i.modelId === modelId && i.state === 'ready');
   }
 
   /** The backend route of a model field, when the Ollama backend serves it. */
@@ -224,6 +241,7 @@ export class PromptPipeline {
         for (let attempt = 1; ; attempt++) {
           const upstream = await this.acquire(route, signal, failedNodes, options.stay, options.key, options.takesSlot);
           if (this.deps.cluster && options.res && !options.res.headersSent) options.res.setHeader(NODE_HEADER, upstream.node ?? this.deps.cluster.name);
+          if (options.res) this.note(options.res, upstream);
           try {
             return await run(upstream, attempt === 1);
           } catch (err) {
@@ -240,6 +258,22 @@ export class PromptPipeline {
         }
       })(),
     );
+  }
+
+  /** The request's record is told where it went, how long it waited and whether for a load. */
+  private note(res: ServerResponse, upstream: Upstream): void {
+    const draft = draftOf(res);
+    if (!draft) return;
+    const instance = upstream.lease?.instance;
+    const loadMs = instance ? loadWait(draft.startedAt, instance.createdAt, instance.readyAt) : undefined;
+    noteUpstream(res, {
+      label: upstream.label,
+      ...(instance ? { instance: instance.id, placement: placementLine(this.deps.pool.placementOf(instance.id)) } : {}),
+      ...(upstream.node ? { node: upstream.node, placement: `node ${upstream.node}` } : {}),
+      ...(!instance && !upstream.node ? { placement: 'Ollama backend' } : {}),
+      waitedMs: upstream.waitedMs,
+      ...(loadMs !== undefined ? { loadMs } : {}),
+    });
   }
 
   /** context.complete: one model call through the pool (or the backend), no agents, not streamed. */

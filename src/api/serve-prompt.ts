@@ -15,8 +15,11 @@ import { agentResponseTransform, whenDone, writeAgentReply } from './agent-excha
 import { bodyObject, clientGone } from './body.js';
 import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
-import { countTokens, modelRefusal, UsageTail } from './policy-hook.js';
+import { countTokens, modelRefusal } from './policy-hook.js';
+import { AnswerTail } from '../requests/index.js';
+import { noteAgents, noteAnswer, noteError } from './request-records.js';
 import { progressStarted } from './model-resolution.js';
+import { ReasoningProgress, watchLoad } from './loading-progress.js';
 import { applyRequestRules } from './request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
 import { forward, OPENAI_ERRORS, writeRawError, type BodyTransform, type ErrorFormat } from './upstream.js';
@@ -105,7 +108,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
             body = JSON.stringify(applyRequestRules(sent, rules));
           } else body = request.parsedBody?.raw;
         }
-        const tail = new UsageTail();
+        const tail = new AnswerTail();
         const result = await forward(
           upstream.target,
           {
@@ -121,8 +124,9 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
           },
           reply.raw,
         );
-        const used = tail.tokens();
-        countTokens(request, used.prompt, used.completion);
+        const facts = tail.read();
+        countTokens(request, facts.promptTokens ?? 0, facts.completionTokens ?? 0);
+        noteAnswer(reply.raw, facts, tail.firstAt);
         request.log.info(
           { model: routeId(route), ...upstream.logFields(), path: target.path, status: result.status, outcome: result.outcome, waitedMs: upstream.waitedMs, ms: Date.now() - started, ...options.logFields?.() },
           'proxied',
@@ -135,6 +139,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
     // Before the reply was taken over (the first acquire): fastify's error handler answers.
     if (!hijacked) throw err;
     // A retry's acquire failed after the reply was taken over: answer here, in this family's shape.
+    noteError(reply.raw, (err as Error).message);
     writeRawError(reply.raw, errors, err);
     request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed on its second try');
   }
@@ -144,30 +149,49 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
 export async function servePrompt(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, family: PromptFamily): Promise<void> {
   const body = bodyObject(request);
   const signal = clientGone(reply);
+  // server.loadingProgress: reasoning: a streamed chat that waits for a download or a load is told as it goes.
+  const progress = pipeline.loadingProgress === 'reasoning' && family.endpoint === 'chat/completions' && body.stream === true && !forwardedFrom(request) ? new ReasoningProgress(reply.raw, String(body.model)) : undefined;
+  let stopWatching = () => {};
   try {
     // The model is resolved before any agent runs: agents never decide which model serves the request. A model
-    // being downloaded shows its progress to a streamed request as SSE comments.
-    const route = await pipeline.route(modelOf(body), { signal, ...(body.stream === true ? { progressTo: reply.raw } : {}) });
-    if (progressStarted(reply.raw)) reply.hijack();
+    // being downloaded shows its progress to a streamed request as SSE comments (or reasoning lines).
+    const line = progress ? (text: string) => {
+      if (!reply.sent) reply.hijack();
+      progress.line(text);
+    } : undefined;
+    const route = await pipeline.route(modelOf(body), { signal, ...(body.stream === true ? { progressTo: reply.raw, ...(line ? { progressLine: line } : {}) } : {}) });
+    if (progressStarted(reply.raw) && !reply.sent) reply.hijack();
+    // Just before the upstream is taken (after agents' request hooks, which may answer by themselves).
+    const watch = () => {
+      if (!progress || route.kind !== 'local' || pipeline.modelReady(route.model.id)) return;
+      if (!reply.sent) reply.hijack();
+      stopWatching = watchLoad(pipeline.pool, route.model.id, progress);
+    };
     // Translated for planning only when agents are loaded: with none, nothing is ever planned.
     // A request another node forwarded had its agents run there.
     const forwarded = forwardedFrom(request) !== undefined;
     const view = family.bridge && pipeline.agents.size > 0 && !forwarded ? family.bridge.toChat(body) : undefined;
     const plan = forwarded ? undefined : pipeline.agents.plan(family.endpoint, view?.chat ?? body, routeId(route));
     // No agent: the raw bytes go out exactly as received.
-    if (!plan) return await proxyTo(pipeline, request, reply, route, { method: 'POST', path: family.path }, { signal, errors: family.errors });
+    if (!plan) {
+      watch();
+      return await proxyTo(pipeline, request, reply, route, { method: 'POST', path: family.path }, { signal, errors: family.errors, onUpstream: () => stopWatching() });
+    }
     if (view?.unsupported) throw new ClientError(400, 'unsupported', `agents run on text and images; this request has ${view.unsupported}`);
-    return await serveWithAgents(pipeline, request, reply, route, family, body, plan, signal);
+    return await serveWithAgents(pipeline, request, reply, route, family, body, plan, signal, { watch, acquired: () => stopWatching() });
   } catch (err) {
     if (!progressStarted(reply.raw)) throw err;
-    reply.hijack();
+    if (!reply.sent) reply.hijack();
     const { status, message, code } = describeError(err);
+    noteError(reply.raw, message);
     if (!reply.raw.writableEnded) reply.raw.end(family.errors.streamEvent(status, message, code));
     request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed after download progress');
+  } finally {
+    stopWatching();
   }
 }
 
-async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, route: ModelRoute, family: PromptFamily, body: JsonObject, plan: AgentPlan, signal: AbortSignal): Promise<void> {
+async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, route: ModelRoute, family: PromptFamily, body: JsonObject, plan: AgentPlan, signal: AbortSignal, progress: { watch: () => void; acquired: () => void }): Promise<void> {
   const stream = body.stream === true;
   const bridge = family.bridge;
   // The app's logger is pino (loggerInstance), so the request's child is one too.
@@ -175,6 +199,7 @@ async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest
   const refusal = modelRefusal(request);
   const caller = { key: requestKey(request), ...(refusal ? { refusal } : {}) };
   const { session, served } = pipeline.session({ requestId: String(request.id), route, modelField: body.model, endpoint: family.endpoint, plan, stream, log, signal, caller });
+  noteAgents(reply.raw, session.names);
   // What agents started from (for a bridged family: its chat translation), to restore model and stream against.
   const original = bridge ? bridge.toChat(body).chat : body;
   try {
@@ -194,12 +219,16 @@ async function serveWithAgents(pipeline: PromptPipeline, request: FastifyRequest
       return;
     }
     const sent = keepModelAndStream(outcome.body, original, log);
+    progress.watch();
     // A bridged family's agents worked on a chat request: it goes to chat/completions, its answer comes back translated.
     await proxyTo(pipeline, request, reply, route, { method: 'POST', path: bridge ? '/v1/chat/completions' : family.path }, {
       signal,
       errors: family.errors,
       body: (upstream) => JSON.stringify(upstream.upstreamModel === undefined ? sent : { ...sent, model: upstream.upstreamModel }),
-      onUpstream: served,
+      onUpstream: (upstream) => {
+        progress.acquired();
+        served(upstream);
+      },
       transform: (upstreamDone) => (bridge ? bridgedTransform(session, bridge, body, upstreamDone) : agentResponseTransform(session, upstreamDone)),
       logFields: () => ({ agents: session.names, agentsFailed: session.failed }),
     });

@@ -9,7 +9,7 @@ export interface GpusFlags {
 
 const MIB = 1024 * 1024;
 
-interface StatusDoc {
+export interface StatusDoc {
   gpu_source: string;
   gpus: { id: number; name: string; total_mib: number; free_mib: number; utilization_percent: number | null; instances: string[] }[];
   instances: {
@@ -42,7 +42,7 @@ function clusterTable(c: NonNullable<StatusDoc['cluster']>): string {
   return table(rows);
 }
 
-function table(rows: string[][]): string {
+export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join('  ').trimEnd()).join('\n');
 }
@@ -63,7 +63,7 @@ function devicesTable(devices: GpuDevice[]): string {
   ]);
 }
 
-function statusTables(s: StatusDoc): string {
+export function statusTables(s: StatusDoc): string {
   const gpus = table([
     ['GPU', 'NAME', 'TOTAL MiB', 'FREE MiB', 'UTIL %', 'INSTANCES'],
     ...s.gpus.map((g) => [String(g.id), g.name, String(g.total_mib), String(g.free_mib), g.utilization_percent === null ? '-' : String(g.utilization_percent), g.instances.join(' ') || '-']),
@@ -88,12 +88,23 @@ function statusTables(s: StatusDoc): string {
   return `GPU source: ${s.gpu_source}\n\n${s.gpus.length ? gpus : '(no GPU)'}\n\n${s.instances.length ? instances : '(no instance running)'}${cluster}`;
 }
 
+/** The configured listen address of the proxy. */
+export function proxyUrl(config: { server: { host: string; port: number } }): string {
+  const host = config.server.host === '0.0.0.0' ? '127.0.0.1' : config.server.host === '::' ? '::1' : config.server.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.server.port}`;
+}
+
+/** The key a command sends the proxy: $LLAMA_SMART_PROXY_API_KEY, else the config's first plain key. */
+export function proxyKey(config: { server: { apiKeys: string[] } }): string | undefined {
+  return process.env.LLAMA_SMART_PROXY_API_KEY ?? config.server.apiKeys[0];
+}
+
 /** The devices and what runs where: from a running proxy's /status, else read directly from the GPU source. */
 export async function gpusCommand(flags: GpusFlags): Promise<void> {
   const config = loadConfig(flags.config ? { file: flags.config } : {});
-  const url = flags.url ?? `http://${config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host}:${config.server.port}`;
+  const url = flags.url ?? proxyUrl(config);
   try {
-    const key = process.env.LLAMA_SMART_PROXY_API_KEY ?? config.server.apiKeys[0];
+    const key = proxyKey(config);
     const res = await fetch(`${url}/status`, { signal: AbortSignal.timeout(3000), ...(key ? { headers: { authorization: `Bearer ${key}` } } : {}) });
     if (res.ok) {
       const status = (await res.json()) as StatusDoc;

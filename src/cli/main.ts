@@ -11,6 +11,8 @@ import { estimateCommand } from './estimate.js';
 import { makeModelCommand } from './make-model.js';
 import { modelsCommand } from './models.js';
 import { pullCommand } from './pull.js';
+import { planCommand } from './plan.js';
+import { statusCommand } from './status.js';
 import { serveCommand } from './serve.js';
 import { setupCommand } from './setup.js';
 
@@ -123,6 +125,26 @@ program
   .option('-o, --output <file>', 'write here (default: stdout)')
   .option('--force', 'overwrite the output file when it exists')
   .action((file: string, flags: { output?: string; force?: boolean }) => importLlamaSwapCommand(file, flags));
+
+program
+  .command('status')
+  .description("a running proxy's GPUs, instances and recent requests")
+  .option('-c, --config <file>', 'configuration file (for the proxy\'s address and key)')
+  .option('--url <url>', 'the proxy to ask (default: the configured listen address)')
+  .option('-w, --watch', 'redraw every 2 s until Ctrl-C')
+  .option('--requests <n>', 'recent requests shown', intArg('requests', 1, 1000), 10)
+  .option('--json', 'machine-readable output')
+  .action(statusCommand);
+
+program
+  .command('plan')
+  .description('where a running proxy would place a model now and what it would evict, without loading it')
+  .argument('<model>', 'an alias, a .gguf file, or a Hugging Face owner/repo[:variant]')
+  .option('--ctx <n>', 'context size (default: the model\'s configured one)', intArg('ctx', 1))
+  .option('-c, --config <file>', 'configuration file (for the proxy\'s address and key)')
+  .option('--url <url>', 'the proxy to ask (default: the configured listen address)')
+  .option('--json', 'machine-readable output')
+  .action(planCommand);
 
 async function main(): Promise<void> {
   try {

@@ -30,6 +30,10 @@ export const RESTART_ONLY: ReadonlyArray<readonly string[]> = [
   ['server', 'keepAliveTimeout'],
   ['server', 'maxConnectionsPerClient'],
   ['server', 'maxJsonDepth'],
+  ['server', 'requestLog'],
+  ['server', 'captureBodies'],
+  ['server', 'captureBodyKiB'],
+  ['server', 'loadingProgress'],
   ['cacheDir'],
   ['cluster'],
   ['llamaServer', 'binary'],
@@ -42,6 +46,7 @@ export const RESTART_ONLY: ReadonlyArray<readonly string[]> = [
   ['ollama'],
   ['agents'],
   ['backends'],
+  ['log', 'format'],
 ];
 
 type Obj = Record<string, unknown>;

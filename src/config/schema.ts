@@ -353,6 +353,18 @@ export const ConfigSchema = z
          * bodies nested ~100,000 deep, and the proxy's own JSON handling is recursive: capped at 1024.
          */
         maxJsonDepth: z.number().int().min(8).max(1024).default(64),
+        /** Proxied requests kept in memory for GET /requests and the dashboard (the oldest dropped first); 0 = none. */
+        requestLog: z.number().int().nonnegative().max(1_000_000).default(1000),
+        /** Keep each recorded request's body and answer (for inspection; API keys and auth headers never). */
+        captureBodies: z.boolean().default(false),
+        /** With captureBodies: KiB kept of each body and of each answer (the rest is cut). */
+        captureBodyKiB: z.number().positive().max(1024).default(32),
+        /**
+         * What a streamed chat request that waits for its model to load or download is told: `off` (only a
+         * download's SSE comments, which chat UIs do not show) or `reasoning` (progress as `reasoning_content`
+         * deltas, which Open WebUI and others show as a thinking block).
+         */
+        loadingProgress: z.enum(['off', 'reasoning']).default('off'),
       })
       .strict()
       .superRefine((s, ctx) => {
@@ -447,7 +459,11 @@ export const ConfigSchema = z
     backends: BackendsSchema,
     cluster: ClusterSchema,
     log: z
-      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .object({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /** auto: human-readable lines when stdout is a terminal, JSON lines otherwise. */
+        format: z.enum(['auto', 'json', 'pretty']).default('auto'),
+      })
       .strict()
       .prefault({}),
   })

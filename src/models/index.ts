@@ -1,7 +1,7 @@
 export { ClientError } from './errors.js';
 export { parseModelId, withoutHfHost, DEFAULT_HF_VARIANT, type ModelRef } from './identifier.js';
 export {
-  hubTarget, pullTarget, resolveModel, resolveModelAsync, fromOllamaStore,
+  hubTarget, probeModel, pullTarget, resolveModel, resolveModelAsync, fromOllamaStore,
   type InstanceRpc, type ModelRules, type ModelSource, type PullTarget, type ResolvedModel, type ResolveModelAsyncOptions, type SourceRef,
 } from './resolve.js';
 export { findCachedHfModel, hubCacheDirs, pickVariantFile, matchesVariant } from './hf-cache.js';

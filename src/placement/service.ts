@@ -50,6 +50,20 @@ export interface HostMemory {
 
 export const OS_HOST_MEMORY: HostMemory = { total: () => os.totalmem(), available: () => os.freemem() };
 
+/** A plan made without loading (PlacementService.preview). */
+export interface PlanPreview {
+  /** The planner's answer on the ledger as it is. */
+  first: PlanResult;
+  /** Its answer once the instances it would evict are gone (= first when it evicts nothing). */
+  final: PlanResult;
+  /** Instances it would stop, in order. */
+  victims: string[];
+  /** The devices as read for it. */
+  devices: GpuDevice[];
+  nLayers: number;
+  settings: PlannerSettings;
+}
+
 export type PlaceDecision =
   | { kind: 'place'; placement: InstancePlacement }
   | Exclude<PlanResult, { kind: 'place' }>;
@@ -253,6 +267,27 @@ export class PlacementService {
     // Our instances' memory counts as free: they could all be stopped (on the host: all of its RAM, at most).
     const { result } = await this.plan(model, info, () => ({ running: [], loading: new Map() }), ours, true);
     return result.kind === 'refuse' ? result.reason : undefined;
+  }
+
+  /**
+   * Where `model` would go now, without loading it (GET /plan, the dashboard's Plan page): the planner's first
+   * answer on the ledger as it is and, when that is to evict, its answer once those instances are gone (the
+   * evictions it would chain, at most four rounds). `info`: the layout of a model not on disk (a header read by
+   * range); else read from its file.
+   */
+  async preview(model: ResolvedModel, ledger: Ledger, info?: ModelInfo): Promise<PlanPreview> {
+    const layout = info ?? this.modelInfo(model.file);
+    const { result: first, devices } = await this.plan(model, layout, () => ledger);
+    const victims: string[] = [];
+    let final: PlanResult = first;
+    for (let round = 0; round < 4 && final.kind === 'evict'; round++) {
+      victims.push(...final.victims);
+      const gone = new Set(victims);
+      const freed = new Map<number, number>();
+      for (const r of ledger.running) if (gone.has(r.instanceId)) for (const [gpu, bytes] of r.gpuBytes) freed.set(gpu, (freed.get(gpu) ?? 0) + bytes);
+      ({ result: final } = await this.plan(model, layout, () => ({ ...ledger, running: ledger.running.filter((r) => !gone.has(r.instanceId)) }), () => freed));
+    }
+    return { first, final, victims, devices, nLayers: layout.nLayer, settings: this.plannerSettings() };
   }
 
   /** Fresh device readings, then the pure planner on them, synchronously after the read. */

@@ -64,7 +64,7 @@ export function utcDay(now: number): number {
 
 /**
  * Routes only an admin key may use: loading and unloading models, downloads (Ollama's pull, delete), instance
- * logs, the per-key usage, a config reload, and the other admin endpoints. Everything else (inference and
+ * logs, the per-key usage, the request records, a config reload, and the other admin endpoints. Everything else (inference and
  * read-only views: /v1/models, /api/tags, /api/ps, /api/show, /health, /status, /running, /metrics, the
  * dashboard) is open to user keys.
  */
@@ -73,6 +73,8 @@ export function adminOnly(method: string, url: string): boolean {
   if (path === '/models/load' || path === '/models/unload') return true;
   if (path.startsWith('/logs/') || path === '/logs') return true;
   if (path === '/usage') return true;
+  // Everyone's requests (models, key names, bodies when captured).
+  if (path === '/requests' || path.startsWith('/requests/')) return true;
   if (path.startsWith('/admin/') || path === '/admin') return true;
   if (method !== 'GET' && method !== 'HEAD' && (path === '/api/pull' || path === '/api/delete' || path === '/api/push' || path === '/api/create' || path === '/api/copy')) return true;
   return false;

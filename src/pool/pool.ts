@@ -182,8 +182,10 @@ interface FailureRecord {
 }
 
 /**
- * The instances. Events: `starting` (instanceId, modelId), `ready` (instanceId, modelId, load ms), `load_failed`
- * (instanceId, modelId, reason), `crash` (instanceId, modelId, reason), `stopped` (instanceId, modelId, why).
+ * The instances. Events: `starting` (instanceId, modelId), `placed` (instanceId, modelId, placement), `evicting`
+ * (modelId, victims' models, reason), `waiting` (modelId, reason), `ready` (instanceId, modelId, load ms),
+ * `load_failed` (instanceId, modelId, reason), `crash` (instanceId, modelId, reason), `stopped` (instanceId,
+ * modelId, why).
  */
 export class Pool extends EventEmitter {
   private readonly entries = new Map<string, Entry>();
@@ -206,6 +208,8 @@ export class Pool extends EventEmitter {
 
   constructor(private readonly options: PoolOptions) {
     super();
+    // Streamed requests waiting for a load listen to its events (server.loadingProgress).
+    this.setMaxListeners(0);
     this.log = options.log ?? (() => {});
     this.sweeper = setInterval(() => this.sweepIdle(), options.sweepIntervalMs ?? 1000);
     this.sweeper.unref();
@@ -394,6 +398,11 @@ export class Pool extends EventEmitter {
     return { running, loading, loadingHostBytes };
   }
 
+  /** Where an instance runs (undefined: unknown instance, or no GPU planning). */
+  placementOf(instanceId: string): InstancePlacement | undefined {
+    return this.entries.get(instanceId)?.placement;
+  }
+
   /** What each instance is charged per GPU index (its measured footprint once known, else its estimate). */
   chargedBytes(instanceId: string): ReadonlyMap<number, number> | undefined {
     return this.entries.get(instanceId)?.gpuBytes;
@@ -461,9 +470,11 @@ export class Pool extends EventEmitter {
     switch (decision.kind) {
       case 'place':
         this.log('placed', { instance: entry.instanceId, model: model.id, gpus: decision.placement.gpus.map((g) => g.index), ngl: decision.placement.ngl, reason: decision.placement.reason });
+        this.emit('placed', entry.instanceId, model.id, decision.placement);
         return decision.placement;
       case 'evict':
         this.log('evicting for placement', { model: model.id, victims: decision.victims, reason: decision.reason });
+        this.emit('evicting', model.id, decision.victims.map((id) => this.entries.get(id)?.model.id ?? id), decision.reason);
         this.removeEntry(entry);
         for (const id of decision.victims) {
           const victim = this.entries.get(id);
@@ -472,6 +483,7 @@ export class Pool extends EventEmitter {
         return undefined;
       case 'wait':
         this.log('waiting for GPU memory', { model: model.id, reason: decision.reason });
+        this.emit('waiting', model.id, decision.reason);
         this.memoryBlocked.add(model.id);
         this.removeEntry(entry);
         return undefined;
@@ -712,6 +724,11 @@ export class Pool extends EventEmitter {
   /** A running instance, or one that ended recently (for its logs). */
   instance(id: string): Instance | undefined {
     return this.entries.get(id)?.instance ?? this.ended.get(id);
+  }
+
+  /** Instances that ended recently, newest last (their logs are still kept). */
+  endedInstances(): Instance[] {
+    return [...this.ended.values()];
   }
 
   private remember(instance: Instance): void {

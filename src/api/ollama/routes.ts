@@ -24,6 +24,8 @@ import { whenDone } from '../agent-exchange.js';
 import { bodyObject, clientGone, jsonBodyParser } from '../body.js';
 import { describeError, UpstreamCallError } from '../errors.js';
 import { countTokens, modelRefusal } from '../policy-hook.js';
+import { AnswerTail, readAnswer } from '../../requests/index.js';
+import { noteAgents, noteAnswer, noteError } from '../request-records.js';
 import { embeddingsModel, type ModelResolver } from '../model-resolution.js';
 import { applyRequestRules } from '../request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type BackendRoute, type ExchangeOptions, type ModelRoute, type PromptPipeline, type Upstream } from '../prompt-pipeline.js';
@@ -123,16 +125,30 @@ function wantsImages(kind: OllamaKind, body: Record<string, unknown>): boolean {
   return kind === 'chat' ? Array.isArray(body.messages) && hasImages(body.messages as OllamaMessage[]) : hasImages(undefined, body.images);
 }
 
-/** Passes SSE batches on; the last `usage` seen (include_usage's final chunk) is counted once they end. */
-async function* usageOf(batches: AsyncIterable<SseEvent[]>, count: (prompt: number, completion: number) => void): AsyncGenerator<SseEvent[]> {
+/**
+ * Passes SSE batches on; the last `usage` seen (include_usage's final chunk) is counted once they end, and the
+ * request's record told it with the last `timings` and when the first batch came.
+ */
+async function* usageOf(batches: AsyncIterable<SseEvent[]>, count: (prompt: number, completion: number) => void, res?: ServerResponse): AsyncGenerator<SseEvent[]> {
   let usage: { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined;
+  let timings: unknown;
+  let firstAt = 0;
   try {
     for await (const batch of batches) {
-      for (const e of batch) if (e.data && typeof e.data.usage === 'object' && e.data.usage !== null) usage = e.data.usage as typeof usage;
+      if (firstAt === 0) firstAt = Date.now();
+      for (const e of batch) {
+        if (!e.data) continue;
+        if (typeof e.data.usage === 'object' && e.data.usage !== null) usage = e.data.usage as typeof usage;
+        if (typeof e.data.timings === 'object' && e.data.timings !== null) timings = e.data.timings;
+      }
       yield batch;
     }
   } finally {
     if (usage) count(Number(usage.prompt_tokens) || 0, Number(usage.completion_tokens) || 0);
+    if (usage || timings) {
+      const facts = readAnswer(JSON.stringify({ usage, timings }));
+      noteAnswer(res, facts, firstAt);
+    }
   }
 }
 
@@ -203,6 +219,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
       api.addContentTypeParser('*', { parseAs: 'buffer' }, jsonBodyParser({ maxJsonDepth: config.server.maxJsonDepth }));
       api.setErrorHandler((err, request, reply) => {
         const { status, message, retryAfter } = describeError(err);
+        noteError(reply.raw, message);
         if (status >= 500) request.log.error({ err, url: request.url }, 'request failed');
         else request.log.info({ status, url: request.url, reason: message }, 'request refused');
         if (reply.raw.headersSent) {
@@ -224,9 +241,11 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         await pipeline.exchange(route, signal, async (upstream) => {
           reply.hijack();
           const sent = { ...body, model: route.name, ...(body.name !== undefined ? { name: route.name } : {}) };
-          const result = await forward(upstream.target, { method: 'POST', path, body: JSON.stringify(sent), contentType: 'application/json', headers: request.headers, errors: OLLAMA_ERRORS }, reply.raw);
+          const tail = new AnswerTail();
+          const result = await forward(upstream.target, { method: 'POST', path, body: JSON.stringify(sent), contentType: 'application/json', headers: request.headers, errors: OLLAMA_ERRORS, tap: (chunk) => tail.push(chunk) }, reply.raw);
+          noteAnswer(reply.raw, tail.read(), tail.firstAt);
           request.log.info({ model: route.id, ...upstream.logFields(), path, status: result.status, outcome: result.outcome, ms: Date.now() - started }, 'proxied');
-        });
+        }, undefined, { res: reply.raw });
       }
 
       /** The model of ours a request names, at the context size it asks for. */
@@ -311,6 +330,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         const caller = { key: requestKey(request), ...(refusal ? { refusal } : {}) };
         const served = plan ? pipeline.session({ requestId: String(request.id), route, modelField: name, endpoint: translated.endpoint, plan, stream, log, signal, caller }) : undefined;
         const session = served?.session;
+        if (session) noteAgents(reply.raw, session.names);
         const logFields = () => (session ? { agents: session.names, agentsFailed: session.failed } : {});
         try {
           let sent = agentBody;
@@ -336,7 +356,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
             }
             const times = () => ({ totalNs: nanosSince(startNs), loadNs: upstream.waitedMs * 1e6 });
             // The instance is free as soon as its answer has been read (before whole-answer hooks run).
-            const batches = usageOf(parseSseStream(whenDone(res.body as AsyncIterable<Buffer>, () => upstream.release())), (p, c) => countTokens(request, p, c));
+            const batches = usageOf(parseSseStream(whenDone(res.body as AsyncIterable<Buffer>, () => upstream.release())), (p, c) => countTokens(request, p, c), reply.raw);
             let outcome: string;
             if (stream) {
               reply.hijack();
