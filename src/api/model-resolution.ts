@@ -15,6 +15,7 @@ import {
   headerHasPooling,
   modelHeader,
   parseVariantId,
+  probeModel,
   resolveModel,
   resolveModelAsync,
   withContext,
@@ -70,6 +71,11 @@ export interface ModelResolver {
   async(id: unknown, ctx?: ResolveContext): Promise<ResolvedModel>;
   /** The latest `:auto` quantization decisions, newest first, with the numbers behind them (for /plan). */
   quantizations(): readonly QuantizationRecord[];
+  /**
+   * A model not on disk, as a request would get it (`:auto` choosing its variant), with its header read by range
+   * from the Hub when it is not cached: nothing is downloaded (for /plan).
+   */
+  probe(id: string): Promise<{ model: ResolvedModel; header?: GgufModelHeader }>;
 }
 
 /** Whether the model's GGUF names a pooling type (false when its header cannot be read: its start says why). */
@@ -127,7 +133,7 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
     noted(model);
     return apply(model);
   };
-  if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [] };
+  if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [], probe: async (id) => ({ model: sync(id) }) };
   const hub = deps.hub;
   const picker = deps.placer
     ? new QuantizationPicker({ hub, placer: deps.placer, ledger: () => deps.pool.ledgerView(), ...(deps.log ? { log: deps.log } : {}) })
@@ -135,6 +141,7 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
   return {
     sync,
     quantizations: () => picker?.recent() ?? [],
+    probe: (id) => probeModel(deps.config, id, hub, process.env, picker ? (repo: string, settings: ResolvedModel) => picker.pick(repo, settings) : undefined),
     async: async (id, ctx = {}) => {
       const { base, apply } = variantOf(id);
       const model = await resolveModelAsync(deps.config, base, hub, {

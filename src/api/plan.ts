@@ -10,7 +10,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { Config } from '../config/index.js';
 import { modelInfo, type ModelInfo } from '../estimate/index.js';
-import { ClientError, probeModel, quantTag, withContext, type ModelHub, type ResolvedModel } from '../models/index.js';
+import { ClientError, quantTag, withContext, type ModelHub, type ResolvedModel } from '../models/index.js';
 import type { PlacementService, PlanPreview } from '../placement/service.js';
 import type { Placement, PlanResult } from '../placement/types.js';
 import type { Pool } from '../pool/pool.js';
@@ -75,6 +75,8 @@ export function planDocument(model: ResolvedModel, preview: PlanPreview, pool: P
     parallel: model.parallel,
     decision: final.kind,
     reason: reasonOf(final),
+    // `:auto` (a repo named without a variant): the variant chosen for this machine now, and every candidate's numbers.
+    quantization: model.quantization ?? null,
     already_running: running.filter((r) => r.modelId === model.id && r.state !== 'stopping').map((r) => ({ instance: r.id, state: r.state, placement: placementLine(r.placement) })),
     placement: chosen ? placementDoc(chosen, preview.nLayers, names) : null,
     evicts: preview.victims.map((id) => ({ instance: id, model: modelOf(id), gpus_mib: Object.fromEntries([...(ledger.running.find((r) => r.instanceId === id)?.gpuBytes ?? new Map<number, number>())].map(([g, b]) => [String(g), mib(b)])) })),
@@ -109,7 +111,7 @@ export function registerPlanRoutes(app: ProxyApp, deps: PlanDeps): void {
     }
     const key = knownKeyOf(request);
     if (deps.keysSet() && key?.role !== 'admin') throw new ClientError(403, 'admin_required', `model "${id}" is not on disk: planning it reads its header from the Hub, which needs an admin key`);
-    const { model, header } = await probeModel(config, id, deps.hub);
+    const { model, header } = await resolver.probe(id);
     return { model, ...(header ? { info: modelInfo({ ...header, tensors: header.tensors }) } : {}) };
   }
 

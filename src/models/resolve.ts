@@ -331,15 +331,23 @@ export async function resolveModelAsync(config: Config, asked: unknown, hub: Mod
  * What a model would be without downloading it (for a plan): a model on disk as resolveModel has it; a Hugging
  * Face model not cached yet with its GGUF header read by range (a few MiB; `file` is where it would land).
  */
-export async function probeModel(config: Config, id: unknown, hub: ModelHub | undefined, env: NodeJS.ProcessEnv = process.env): Promise<{ model: ResolvedModel; header?: GgufModelHeader }> {
+export async function probeModel(
+  config: Config,
+  id: unknown,
+  hub: ModelHub | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  pickVariant?: ResolveModelAsyncOptions['pickVariant'],
+): Promise<{ model: ResolvedModel; header?: GgufModelHeader }> {
   if (!hub) return { model: resolveModel(config, id, env) };
   const ref = parseModelId(id, new Set(Object.keys(config.models)), config.modelsDir);
   const source = hubSource(config, ref, String(id));
   if (!source) return { model: resolveModel(config, id, env) };
   const build = (file: string): ResolvedModel =>
     ref.kind === 'alias' ? entrySettings(config, ref.alias, config.models[ref.alias]!, file) : withDefaults(config, ref, file);
-  const resolution = await hub.resolve(source.repo, source.variant);
-  const model: ResolvedModel = { ...build(resolution.parts[0]!.local), ...(resolution.mmproj ? { mmproj: resolution.mmproj.local } : {}) };
+  // `:auto` (or no variant named): the variant the picker would choose for a request now.
+  const picked = source.auto && pickVariant ? await pickVariant(source.repo, build('')) : undefined;
+  const resolution = await hub.resolve(source.repo, picked ? path.posix.basename(picked.file) : source.variant);
+  const model: ResolvedModel = { ...build(resolution.parts[0]!.local), ...(resolution.mmproj ? { mmproj: resolution.mmproj.local } : {}), ...(picked ? { quantization: picked } : {}) };
   if (resolution.cached) return { model };
   return { model, header: await hub.probeHeader(resolution) };
 }

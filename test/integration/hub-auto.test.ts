@@ -206,6 +206,13 @@ describe.skipIf(!tools.server)(`:auto served end to end${tools.reason ? ` (skipp
   it('a repo named without a variant gets the best that fits (all fit the CPU here: F16), :auto the same instance', async () => {
     const before = downloads().length;
     t = await startTestProxy(tools.server!, root, { hub: { endpoint: fake.hubUrl, retries: 0 }, modelDefaults: { ctx: 512 } });
+    // /plan shows the choice (and each candidate's numbers) before anything is downloaded.
+    const plan = (await (await fetch(`${t.url}/plan?model=acme/auto-GGUF`)).json()) as { on_disk: boolean; quantization: { chosen: string; tier: string; reason: string; candidates: { variant: string; estimated: boolean }[] } | null };
+    expect(plan.quantization).toMatchObject({ chosen: 'F16', tier: 'cpu' });
+    expect(plan.quantization!.reason).toContain('the best quantization for the CPU');
+    expect(plan.quantization!.candidates.map((c) => c.variant)).toEqual(['F16', 'Q8_0', 'Q4_K_M']);
+    expect(plan.on_disk).toBe(false);
+    expect(downloads().slice(before)).toEqual([]);
     const first = await chat('acme/auto-GGUF');
     expect(first.status, JSON.stringify(first.json)).toBe(200);
     expect(first.json.model).toBe('acme/auto-GGUF:F16');

@@ -54,9 +54,22 @@ export const PLAN_SCRIPT = String.raw`
       for (const r of p.already_running) head.push(el('div', { className: 'hint' }, 'Already running as ' + r.instance + ' on ' + r.placement + ': a request would go there.'));
       const facts = el('div', { className: 'facts', style: { margin: '6px 0 14px', color: 'var(--dim)', fontSize: '12px' } },
         p.model + ' · ctx ' + p.ctx + ' · ' + p.parallel + ' slot' + (p.parallel === 1 ? '' : 's') + ' · ' + (p.on_disk ? p.file : 'not downloaded (header read from the Hub)') + ' · each GPU keeps ' + mib(p.reserve_mib) + ' free');
+      // :auto — which quantization it took for this machine, and the numbers of each candidate.
+      const q = p.quantization;
+      const quant = q ? [
+        el('h2', {}, 'Quantization (:auto)'),
+        el('div', { className: 'hint', id: 'plan-quant' }, q.reason),
+        el('table', {}, el('thead', {}, el('tr', {}, ...['variant', 'file', 'one GPU', 'split', 'CPU'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, ...q.candidates.map((c) => el('tr', { className: c.variant === q.chosen ? 'chosen' : '' },
+            el('td', {}, c.variant === q.chosen ? el('b', {}, c.variant + ' ✓') : c.variant),
+            el('td', { className: 'num' }, mib(c.fileBytes / 1048576)),
+            el('td', { className: 'num' }, !c.estimated ? 'not read' : (c.bytes !== undefined ? mib(c.bytes / 1048576) : '-') + (c.fitsOneGpu ? ' fits' : '')),
+            el('td', {}, c.fitsSplit ? 'fits' : c.estimated ? 'no' : ''),
+            el('td', {}, c.fitsCpu ? 'fits' : c.estimated ? 'no' : ''))))),
+      ] : [];
       const gpus = p.devices.length ? el('div', { className: 'gpus' }, ...p.devices.map((d) => deviceCard(d))) : el('div', { className: 'empty' }, 'No GPU: it would run on the CPU.');
       const host = el('div', { className: 'facts', style: { marginTop: '10px', color: 'var(--dim)' } }, 'Host RAM: ' + mib(p.host.available_mib) + ' available of ' + mib(p.host.total_mib) + (p.host.would_take_mib ? ' · this model would take ' + mib(p.host.would_take_mib) : ''));
-      box.replaceChildren(el('div', { className: 'panel' }, ...head, facts, el('h2', {}, 'Devices now'), gpus, host));
+      box.replaceChildren(el('div', { className: 'panel' }, ...head, facts, ...quant, el('h2', {}, 'Devices now'), gpus, host));
     }
 
     async function plan(e) {
