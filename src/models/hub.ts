@@ -20,7 +20,7 @@ import { hubCacheDirs } from './hf-cache.js';
 import { downloadBlob } from './hub-download.js';
 import { HubHttp } from './hub-http.js';
 import {
-  DEFAULT_HUB_ENDPOINT, HubError, formatBytes, isCommitHash, isSha256, resolveUrl, type HubTreeEntry,
+  DEFAULT_HUB_ENDPOINT, HubError, formatBytes, isCommitHash, isSha256, resolveUrl, waitFor, type HubTreeEntry,
 } from './hub-protocol.js';
 import { HubStore, type CacheEntry, type CacheGroup } from './hub-store.js';
 import { chooseVariant, describeModelFiles, modelCandidates, type VariantCandidate, type VariantChoice } from './hub-variants.js';
@@ -674,22 +674,3 @@ function prune(memo: Map<string, { at: number }>, ttl: number): void {
   for (const [k, v] of memo) if (now - v.at >= ttl) memo.delete(k);
 }
 
-/** Waits for `p`, or rejects when `signal` aborts (p goes on). */
-function waitFor<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new HubError(499, 'client_gone', 'the request was aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}

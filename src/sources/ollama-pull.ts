@@ -16,7 +16,7 @@ import path from 'node:path';
 import { readGgufHeaderFrom, readGgufModelHeader, type GgufModelHeader, type ReadHeaderOptions } from '../gguf/index.js';
 import { downloadBlob } from '../models/hub-download.js';
 import type { HubLog } from '../models/hub.js';
-import { formatBytes, HubError } from '../models/hub-protocol.js';
+import { formatBytes, HubError, waitFor } from '../models/hub-protocol.js';
 import { blobFileName, manifestBlobs, MEDIA, modelLayers, parseManifest, type OllamaManifest } from './ollama-manifest.js';
 import { manifestSegments, ollamaDisplayName, type OllamaName } from './ollama-name.js';
 import { blobUrl, registryBase, RegistryHttp } from './ollama-registry.js';
@@ -281,22 +281,3 @@ export class OllamaPuller {
   }
 }
 
-/** Waits for `p`, or rejects when `signal` aborts (p goes on). */
-function waitFor<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new HubError(499, 'client_gone', 'the request was aborted'));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}

@@ -50,17 +50,28 @@ export async function pullOllamaName(deps: OllamaPullDeps, name: OllamaName, str
     await deps.puller.pull(plan, { signal });
     return { status: 'success' };
   }
+  await streamPull(res, async (send) => {
+    const plan = await prepare(deps, name, send);
+    await deps.puller.pull(plan, {
+      signal,
+      onProgress: (p) => send({ status: `pulling ${p.digest.slice(7, 19)}`, digest: p.digest, total: p.total, completed: p.completed }),
+    });
+  });
+  return undefined;
+}
+
+/**
+ * A pull's answer as Ollama streams it (NDJSON on `res`): "pulling manifest", whatever `run` sends while it
+ * downloads, then "verifying sha256 digest", "writing manifest", "success"; a failure ends it with `{"error"}`.
+ */
+export async function streamPull(res: ServerResponse, run: (send: (line: Record<string, unknown>) => void) => Promise<void>): Promise<void> {
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
   const send = (line: Record<string, unknown>) => {
     if (!res.destroyed) res.write(`${JSON.stringify(line)}\n`);
   };
   try {
     send({ status: 'pulling manifest' });
-    const plan = await prepare(deps, name, send);
-    await deps.puller.pull(plan, {
-      signal,
-      onProgress: (p) => send({ status: `pulling ${p.digest.slice(7, 19)}`, digest: p.digest, total: p.total, completed: p.completed }),
-    });
+    await run(send);
     send({ status: 'verifying sha256 digest' });
     send({ status: 'writing manifest' });
     send({ status: 'success' });
@@ -69,5 +80,4 @@ export async function pullOllamaName(deps: OllamaPullDeps, name: OllamaName, str
   } finally {
     res.end();
   }
-  return undefined;
 }

@@ -34,7 +34,7 @@ import { errorMessageOf, forward, openUpstream, requestJson, type ErrorFormat, t
 import type { OllamaBackend } from './backend.js';
 import type { OllamaPuller } from '../../sources/index.js';
 import type { ModelEstimator } from '../model-estimates.js';
-import { pullOllamaName, type OllamaPullDeps } from './pull.js';
+import { pullOllamaName, streamPull, type OllamaPullDeps } from './pull.js';
 import { hasProjector, localTags, peerRunningEntries, runningEntries, showModel } from './catalog.js';
 import { completionToOllama, createdAt, embeddingVectors, embedResponse, errorText, StreamTranslator, type OllamaKind, type RequestTimes } from './respond.js';
 import { chatRequest, contextSize, generateRequest, hasImages, parseKeepAlive, type KeepAlive, type OllamaMessage } from './translate.js';
@@ -528,13 +528,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
           return { status: 'success' };
         }
         reply.hijack();
-        const res = reply.raw;
-        res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-cache' });
-        const send = (line: Record<string, unknown>) => {
-          if (!res.destroyed) res.write(`${JSON.stringify(line)}\n`);
-        };
-        try {
-          send({ status: 'pulling manifest' });
+        await streamPull(reply.raw, async (send) => {
           const resolution = await hub.resolve(target.repo, target.variant);
           // The whole model (every part, and the projector) counts as one layer: one progress bar.
           const first = resolution.parts[0]!;
@@ -543,14 +537,7 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
           progress(resolution.totalBytes - resolution.missingBytes);
           await hub.ensureDownloaded(resolution, { signal, onProgress: (p) => progress(p.receivedBytes) });
           progress(resolution.totalBytes);
-          send({ status: 'verifying sha256 digest' });
-          send({ status: 'writing manifest' });
-          send({ status: 'success' });
-        } catch (err) {
-          send({ error: describeError(err).message });
-        } finally {
-          res.end();
-        }
+        });
       });
 
       for (const path of ['/push', '/create', '/copy', '/delete']) {
