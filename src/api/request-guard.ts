@@ -63,29 +63,32 @@ const BACKSLASH = 0x5c;
  * bytes are >= 0x80, so they never look like a bracket or a quote.
  */
 export function checkJsonDepth(raw: Uint8Array, max: number): ClientError | undefined {
+  // Strings (most of a large body: prompts, code, tool results) are skipped with memchr (Buffer#indexOf), not a
+  // byte at a time: a quote ends the string unless an odd number of backslashes precedes it.
+  const bytes = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   let depth = 0;
-  let inString = false;
   let topObject = false;
   // In a top-level object, the last string closed at depth 1 is the key of the value that follows it.
-  let keyStart = -1;
   let key: [number, number] | undefined;
-  for (let i = 0; i < raw.length; i++) {
-    const c = raw[i]!;
-    if (inString) {
-      if (c === BACKSLASH) i++;
-      else if (c === QUOTE) {
-        inString = false;
-        if (depth === 1 && keyStart >= 0) key = [keyStart, i];
-      }
-      continue;
-    }
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
     if (c === QUOTE) {
-      inString = true;
-      keyStart = depth === 1 ? i + 1 : -1;
+      const start = i + 1;
+      let end = bytes.indexOf(QUOTE, start);
+      while (end > 0) {
+        let slashes = 0;
+        while (bytes[end - 1 - slashes] === BACKSLASH) slashes++;
+        if (slashes % 2 === 0) break;
+        end = bytes.indexOf(QUOTE, end + 1);
+      }
+      // An unterminated string: nothing after it can nest (JSON.parse refuses the body next).
+      if (end < 0) return undefined;
+      if (depth === 1) key = [start, end];
+      i = end;
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       if (depth === 0) topObject = c === OPEN_BRACE;
       if (++depth > max) {
-        const where = topObject && key ? `field ${JSON.stringify(Buffer.from(raw.subarray(key[0], Math.min(key[1], key[0] + 64))).toString('utf8'))} of the request body` : 'the request body';
+        const where = topObject && key ? `field ${JSON.stringify(bytes.subarray(key[0], Math.min(key[1], key[0] + 64)).toString('utf8'))} of the request body` : 'the request body';
         return new ClientError(400, 'json_too_deep', `${where} nests deeper than ${max} levels of arrays and objects (at byte ${i}); at most ${max} are accepted`);
       }
     } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { jsonBodyParser } from '../../src/api/body.js';
+import fc from 'fast-check';
 import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, FIELD_LIMITS, grammarNesting } from '../../src/api/request-guard.js';
 import { buildConfig } from '../../src/config/index.js';
 import { ClientError } from '../../src/models/errors.js';
@@ -36,6 +37,17 @@ describe('checkJsonDepth', () => {
 
   it('names the body itself when it is an array', () => {
     expect(checkJsonDepth(bytes(`["a",${nested(10)}]`), 4)?.message).toMatch(/^the request body nests deeper than 4/);
+  });
+
+  it('agrees with the depth of the parsed value for any JSON (strings with quotes, backslashes, brackets, unicode)', () => {
+    const depthOf = (v: unknown): number => (v !== null && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v as object).map(depthOf)) : 0);
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 1, max: 8 }), (value, max) => {
+        const err = checkJsonDepth(bytes(JSON.stringify(value)), max);
+        expect(err === undefined).toBe(depthOf(value) <= max);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('scans a million-deep body in well under a second', () => {
