@@ -11,6 +11,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeSparseReplica } from '../../src/gguf/index.js';
 import { llamaTools } from '../helpers/llama.js';
+import { FakeHub } from '../helpers/fake-hub.js';
 import { modelsFolder, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 
 const tools = llamaTools();
@@ -27,6 +28,7 @@ describe.skipIf(!tools.server || !CHROMIUM)(`dashboard pages in a browser${!tool
   let t: TestProxy;
   let browser: Browser;
   let page: Page;
+  let hub: FakeHub;
   const health = async () => (await (await fetch(`${t.url}/health`, { headers: auth })).json()) as Health;
   const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `dashboard-${name}.png`), fullPage: false });
 
@@ -34,7 +36,18 @@ describe.skipIf(!tools.server || !CHROMIUM)(`dashboard pages in a browser${!tool
     const { root, files, modelsDir } = await modelsFolder([61, 62]);
     const llama = path.join(modelsDir, 'llama-3-8b-Q4_K_M.gguf');
     await writeSparseReplica(llama, 'llama-3-8b', 'Q4_K_M');
+    // A Hub repo of three quantizations (sparse replicas: real headers only) for the Plan page's :auto case.
+    hub = await FakeHub.start({ pageSize: 50 });
+    const quants = ['F16', 'Q8_0', 'Q4_K_M'] as const;
+    const replicas = await Promise.all(quants.map(async (q, i) => {
+      const file = path.join(root, `Llama-3-8B-${q}.gguf`);
+      await writeSparseReplica(file, 'llama-3-8b', q);
+      return { path: `Llama-3-8B-${q}.gguf`, file, sha256: String(i + 1).repeat(64) };
+    }));
+    hub.addRepo('acme/Llama-3-8B-GGUF', { files: replicas });
+    process.env.HF_HUB_CACHE = path.join(root, 'no-other-cache');
     t = await startTestProxy(tools.server!, root, {
+      hub: { endpoint: hub.hubUrl, retries: 0 },
       server: { apiKeys: [KEY], captureBodies: true },
       gpu: { source: 'simulated', forceSimulated: true, simulated: [{ name: 'Sim Big', memoryMiB: 12288 }, { name: 'Sim Small', memoryMiB: 2048 }], reserveMiB: 256 },
       pool: { size: 2 },
@@ -59,6 +72,8 @@ describe.skipIf(!tools.server || !CHROMIUM)(`dashboard pages in a browser${!tool
   afterAll(async () => {
     await browser?.close();
     await t?.proxy.close();
+    await hub?.close();
+    delete process.env.HF_HUB_CACHE;
   });
 
   it('Playground streams an answer; the Requests page shows that request with its tokens within 2 s', async () => {
@@ -126,6 +141,21 @@ describe.skipIf(!tools.server || !CHROMIUM)(`dashboard pages in a browser${!tool
     expect(await page.locator('#page-plan .gpu[data-gpu="1"]').getAttribute('class')).not.toContain('chosen');
     expect((await health()).servers.some((s) => s.model_id === 'llama-3-8b')).toBe(false);
     await shot('plan');
+  });
+
+  it('Plan of a Hub repo named without a variant shows the quantization :auto picks and every candidate, downloading nothing', async () => {
+    await page.goto(`${t.url}/dashboard#plan`);
+    await page.fill('#plan-model', 'acme/Llama-3-8B-GGUF');
+    await page.fill('#plan-ctx', '8192');
+    await page.click('#plan-go');
+    const quant = page.locator('#plan-quant');
+    await quant.waitFor();
+    // 12 GiB less the 256 MiB reserve: F16 (15.8 GiB at 8k) does not fit, Q8_0 (9.1 GiB) does.
+    expect(await quant.innerText()).toMatch(/^Q8_0: the best quantization that fits one GPU/);
+    expect(await page.locator('#page-plan tr.chosen').innerText()).toContain('Q8_0');
+    expect(await page.locator('#plan-verdict').innerText()).toMatch(/Would run on GPU 0/);
+    expect(hub.log.filter((r) => r.server === 'cdn' && r.method === 'GET' && !r.range)).toEqual([]);
+    await shot('plan-auto');
   });
 
   it("Logs shows an instance's lines as they come", async () => {
