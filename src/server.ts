@@ -5,6 +5,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import { loadAgentRegistry } from './agents/index.js';
 import { buildApp } from './api/app.js';
+import { modelResolver } from './api/model-resolution.js';
 import { localTags } from './api/ollama/catalog.js';
 import { Cluster } from './cluster/cluster.js';
 import type { ProxyApp } from './api/types.js';
@@ -14,7 +15,7 @@ import { watchConfigFile } from './config/watch.js';
 import { GpuMonitor, openGpuSource, SimulatedSource } from './gpu/index.js';
 import { ensureLlamaTools, supportsRpc, type LlamaTools } from './llamacpp/index.js';
 import { RpcServers } from './cluster/rpc-servers.js';
-import { createModelHub, resolveModelAsync } from './models/index.js';
+import { createModelHub } from './models/index.js';
 import { createOllamaPuller } from './sources/index.js';
 import { DEMO_ALIAS, ensureDemoModel } from './models/demo.js';
 import { LlamaServerLauncher } from './pool/launcher.js';
@@ -142,9 +143,12 @@ export async function startProxy(baseConfig: Config, options: StartOptions = {})
       },
     },
   };
-  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, puller, placer, reloads: holder, ...(logLines ? { logLines } : {}), ...(cluster ? { cluster, rpc } : {}) });
+  // One resolver for requests and pinned models: an alias `hf: owner/repo` (no variant) gets the `:auto` choice
+  // at start, and requests for it later take the same remembered choice, hence the same instance.
+  const resolver = modelResolver({ config, pool, hub, placer, cluster, log: (msg, fields) => logger.info(fields, msg) });
+  const app = buildApp({ config, pool, tools, logger, version: PACKAGE_VERSION, startedAt, agents, monitor, hub, puller, placer, reloads: holder, resolver, ...(logLines ? { logLines } : {}), ...(cluster ? { cluster, rpc } : {}) });
   const loadPinned = (alias: string) =>
-    resolveModelAsync(config, alias, hub).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
+    resolver.async(alias).then((model) => pool.load(model)).catch((err: Error) => logger.error({ model: alias, reason: err.message }, 'pinned model failed to load'));
   holder.on('change', (live, _previous, plan) => {
     logger.info({ added: plan.added, removed: plan.removed, changed: plan.changed }, 'config reloaded');
     if (plan.needsRestart.length > 0) logger.warn({ settings: plan.needsRestart }, 'config reload: these settings take effect after a restart; the running values are kept');

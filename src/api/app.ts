@@ -35,7 +35,7 @@ import { describeError, errorBodyFor, sendError } from './errors.js';
 import { healthReport } from './health.js';
 import { METRICS_PREFIX, registerMetrics } from './metrics.js';
 import { registerKeyPolicy } from './policy-hook.js';
-import { modelResolver, neverFitsCheck } from './model-resolution.js';
+import { modelResolver, neverFitsCheck, type ModelResolver } from './model-resolution.js';
 import { modelEstimator } from './model-estimates.js';
 import type { OllamaPuller } from '../sources/index.js';
 import { OllamaBackend } from './ollama/backend.js';
@@ -66,6 +66,8 @@ export interface AppDeps {
   puller?: OllamaPuller;
   /** The other nodes, when this proxy is one of a cluster. */
   cluster?: Cluster;
+  /** How request models are resolved (made here when absent); the server shares its own with pinned models' start. */
+  resolver?: ModelResolver;
   /** The reloadable config (POST /admin/reload, /health's config section); absent: not reloadable. */
   reloads?: ConfigHolder;
   /** rpc-servers this node runs for other nodes' instances (absent: it lends none, and says why). */
@@ -127,7 +129,7 @@ export function buildApp(deps: AppDeps): ProxyApp {
   if (requestLog) registerRequestRecords(app, { log: requestLog, feeds, captureBytes: config.server.captureBodies ? Math.round(config.server.captureBodyKiB * 1024) : undefined });
   else app.get('/requests', async () => ({ capacity: 0, kept: 0, requests: [] }));
 
-  const resolver = modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, log: (msg, fields) => logger.info(fields, msg) });
+  const resolver = deps.resolver ?? modelResolver({ config, pool, hub: deps.hub, placer: deps.placer, cluster, log: (msg, fields) => logger.info(fields, msg) });
   const estimator = placer ? modelEstimator(placer, deps.monitor) : undefined;
   const pipeline = new PromptPipeline({ pool, resolver, agents, clients, backend, cluster, loadingProgress: config.server.loadingProgress });
   registerOpenAIRoutes(app, { config, pool, resolver, pipeline, backend, startedAt, cluster, estimator });

@@ -24,6 +24,7 @@ import {
   type ModelHub,
   type ResolvedModel,
 } from '../models/index.js';
+import type { Cluster } from '../cluster/cluster.js';
 import type { PlacementService } from '../placement/service.js';
 import type { Pool } from '../pool/pool.js';
 import { QuantizationPicker, type QuantizationRecord } from './quantization-picker.js';
@@ -35,6 +36,8 @@ export interface ResolutionDeps {
   placer?: PlacementService | undefined;
   /** Said once per model: its resolution's notes (an Ollama template not used, params not applied); the `:auto` choices. */
   log?: (msg: string, fields: Record<string, unknown>) => void;
+  /** In a cluster, `:auto` chooses for every reachable node (see QuantizationPicker). */
+  cluster?: Pick<Cluster, 'name' | 'peerViews'> | undefined;
 }
 
 /**
@@ -136,7 +139,7 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
   if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [], probe: async (id) => ({ model: sync(id) }) };
   const hub = deps.hub;
   const picker = deps.placer
-    ? new QuantizationPicker({ hub, placer: deps.placer, ledger: () => deps.pool.ledgerView(), ...(deps.log ? { log: deps.log } : {}) })
+    ? new QuantizationPicker({ hub, placer: deps.placer, ledger: () => deps.pool.ledgerView(), ...(deps.log ? { log: deps.log } : {}), ...(deps.cluster ? { cluster: deps.cluster } : {}) })
     : undefined;
   return {
     sync,
@@ -145,11 +148,14 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
     async: async (id, ctx = {}) => {
       const { base, apply } = variantOf(id);
       const model = await resolveModelAsync(deps.config, base, hub, {
-        ...(picker ? { pickVariant: (repo: string, settings: ResolvedModel) => picker.pick(repo, settings) } : {}),
+        // A pinned model is loaded here at start and stays here: its variant is chosen for this node alone.
+        ...(picker ? { pickVariant: (repo: string, settings: ResolvedModel) => picker.pick(repo, settings, { here: settings.pinned }) } : {}),
         ...(ctx.signal ? { signal: ctx.signal } : {}),
         ...(ctx.progressLine ? { onProgress: throttledLines(ctx.progressLine) } : ctx.progressTo ? { onProgress: (p: DownloadProgress) => writeProgress(ctx.progressTo!, p) } : {}),
         beforeDownload: async ({ header, model }) => {
-          await check?.(model, header);
+          // A variant `:auto` chose for another node's room is that node's to hold: this one need not fit it.
+          const elsewhere = deps.cluster && model.quantization?.node !== undefined && model.quantization.node !== deps.cluster.name;
+          if (!elsewhere) await check?.(model, header);
         },
       });
       noted(model);

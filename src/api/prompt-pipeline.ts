@@ -210,8 +210,11 @@ export class PromptPipeline {
     }
     if (cluster && !stay) {
       const choice = await cluster.choose(route.model, exclude);
-      // A variant (its own context, embeddings) is named by its id; anything else as the client wrote it.
-      if (choice.kind === 'peer') return this.peerUpstream(cluster, choice.node, choice.reason, route.model.variantOf ? route.model.id : undefined, started, key);
+      // A variant (its own context, embeddings) is named by its id, and so is a Hub repo whose quantization `:auto`
+      // chose here (`owner/repo:Q8_0`: the node runs the file chosen, it does not choose again); anything else as
+      // the client wrote it.
+      const named = route.model.variantOf || (route.model.quantization && route.model.ref.kind === 'hf') ? route.model.id : undefined;
+      if (choice.kind === 'peer') return this.peerUpstream(cluster, choice.node, choice.reason, named, started, key);
       // Over RPC: the local pool runs the model with the placement the cluster set up.
       if (choice.model) route = { kind: 'local', model: choice.model };
     }

@@ -1,10 +1,18 @@
 /**
  * `llama-smart-proxy pull <model>`: resolves a Hugging Face `owner/repo[:variant]` (or a configured alias with
  * `hf`) and downloads it into the cache, with a progress bar on a terminal and plain lines otherwise. Prints the
- * model file's path on stdout.
+ * model file's path on stdout. A repo named without a variant (or with `:auto`) gets the quantization `:auto`
+ * chooses for this machine's GPUs as they are now (unless hub.defaultVariant names a fixed one); the choice and
+ * its reason are printed.
  */
+import path from 'node:path';
+import { QuantizationPicker } from '../api/quantization-picker.js';
 import { loadConfig, type Config } from '../config/index.js';
-import { createModelHub, DEFAULT_HF_VARIANT, describeProgress, formatBytes, pullTarget, type DownloadProgress } from '../models/index.js';
+import { GpuMonitor, openGpuSource } from '../gpu/index.js';
+import { createModelHub, describeProgress, formatBytes, pullTarget, type DownloadProgress, type ModelHub } from '../models/index.js';
+import { canonicalModelName } from '../models/model-aliases.js';
+import { OS_HOST_MEMORY, PlacementService } from '../placement/service.js';
+import type { QuantChoice } from '../placement/quant-choice.js';
 import { createOllamaPuller, type ParsedOllamaName, type PullProgress } from '../sources/index.js';
 import { describeEstimate, headerInfo, readMachine } from './machine.js';
 
@@ -51,10 +59,12 @@ export async function pullCommand(model: string, flags: PullFlags = {}, io: CliI
   if (target.kind === 'ollama') return pullOllama(config, target.name, io, log);
   const hub = createModelHub(config, io.env, log);
   try {
-    const res = await hub.resolve(target.repo, target.variant);
+    const choice = target.variant === undefined && target.auto ? await chooseHere(config, io, hub, target.repo, model, log) : undefined;
+    const res = await hub.resolve(target.repo, choice ? path.posix.basename(choice.file) : target.variant);
     const parts = res.parts.length > 1 ? ` (+${res.parts.length - 1} parts)` : '';
     const mmproj = res.mmproj ? ` and ${res.mmproj.path}` : '';
-    io.stderr.write(`${res.repo}:${target.variant ?? DEFAULT_HF_VARIANT} -> ${res.parts[0]!.path}${parts}${mmproj}, ${formatBytes(res.totalBytes)}, commit ${res.commit.slice(0, 12)}\n`);
+    io.stderr.write(`${res.repo}:${choice?.chosen ?? res.tag ?? res.variant} -> ${res.parts[0]!.path}${parts}${mmproj}, ${formatBytes(res.totalBytes)}, commit ${res.commit.slice(0, 12)}\n`);
+    if (choice) io.stderr.write(`:auto chose ${choice.reason}\n`);
     if (res.note) io.stderr.write(`note: ${res.note}\n`);
     if (res.cached) io.stderr.write('already in the cache\n');
     else if (res.missingBytes < res.totalBytes) io.stderr.write(`resuming: ${formatBytes(res.totalBytes - res.missingBytes)} already on disk\n`);
@@ -85,6 +95,43 @@ export async function pullCommand(model: string, flags: PullFlags = {}, io: CliI
     if (out.mmproj) io.stdout.write(`${out.mmproj}\n`);
   } finally {
     await hub.close();
+  }
+}
+
+/**
+ * `:auto` for a pull: the quantization of `repo` that fits this machine's GPUs now (read from gpu.source, as the
+ * `gpus` command reads them; a CLI has no cluster and no instances of its own), at the model's settings (an alias's
+ * own, else modelDefaults). Undefined when there is no choice to make (the repo cannot be listed, no header read):
+ * the fixed default is taken, and stderr says why.
+ */
+async function chooseHere(config: Config, io: CliIO, hub: ModelHub, repo: string, named: string, log: ((msg: string, fields?: Record<string, unknown>) => void) | undefined): Promise<QuantChoice | undefined> {
+  const entry = config.models[String(canonicalModelName(config, named))];
+  const settings = {
+    ctx: entry?.ctx ?? config.modelDefaults.ctx,
+    parallel: entry?.parallel ?? config.modelDefaults.parallel,
+    args: [...config.modelDefaults.args, ...(entry?.args ?? [])],
+  };
+  let monitor: GpuMonitor;
+  try {
+    monitor = new GpuMonitor(await openGpuSource(config.gpu, io.env), 0);
+  } catch (err) {
+    io.stderr.write(`note: cannot read the GPUs (${(err as Error).message}); choosing for the CPU\n`);
+    monitor = new GpuMonitor(await openGpuSource({ ...config.gpu, source: 'none' }, io.env), 0);
+  }
+  try {
+    const placer = new PlacementService(monitor, config.gpu, () => {}, OS_HOST_MEMORY);
+    const picker = new QuantizationPicker({
+      hub,
+      placer,
+      ledger: () => ({ running: [], loading: new Map() }),
+      log: (msg, fields) => {
+        if (msg.startsWith('could not choose')) io.stderr.write(`note: ${msg} (${String(fields.reason)})\n`);
+        else log?.(msg, fields);
+      },
+    });
+    return await picker.pick(repo, settings);
+  } finally {
+    monitor.stop();
   }
 }
 

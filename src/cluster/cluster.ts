@@ -135,8 +135,11 @@ export class Cluster {
     return this.models.ids;
   }
 
-  /** The peers that answer, as planner views, with placements this node sent them and they have not shown yet. */
-  private peerViews(): NodeView[] {
+  /**
+   * The peers that answer, as planner views, with placements this node sent them and they have not shown yet
+   * (what `decide` plans on, and the room `:auto` chooses a quantization by).
+   */
+  peerViews(): NodeView[] {
     const now = Date.now();
     const views: NodeView[] = [];
     for (const rec of this.peers.up()) {

@@ -383,7 +383,7 @@ export function hubTarget(config: Config, named: string): { repo: string; varian
 }
 
 /** What a pull fetches: a Hugging Face repo (the variant only when named), or an Ollama name from its registry. */
-export type PullTarget = ({ kind: 'hf' } & { repo: string; variant?: string }) | { kind: 'ollama'; name: ParsedOllamaName };
+export type PullTarget = ({ kind: 'hf' } & { repo: string; variant?: string; auto: boolean }) | { kind: 'ollama'; name: ParsedOllamaName };
 
 /**
  * Where pulling `model` goes. Ollama's registry for names only Ollama uses (`llama3.2:1b`, `registry.ollama.ai/...`,

@@ -34,7 +34,7 @@ export function usableBytes(input: Pick<PlanInput, 'gpus' | 'running' | 'loading
 }
 
 /** GPUs the planner may use: not busier than the thresholds (memory counted without our own instances). */
-function eligibleGpus(input: PlanInput): PlannerGpu[] {
+export function eligibleGpus(input: Pick<PlanInput, 'gpus' | 'running' | 'settings'>): PlannerGpu[] {
   const held = ledger(input.running);
   return input.gpus.filter((g) => {
     if (g.utilization !== null && g.utilization > input.settings.maxUtilization) return false;

@@ -13,8 +13,9 @@ import type { GpuDevice, GpuMonitor } from '../gpu/index.js';
 import { ClientError, type ResolvedModel } from '../models/index.js';
 import type { RpcCost } from '../cluster/rpc-plan.js';
 import { estimateSettings } from './model-settings.js';
-import { planPlacement, usableBytes, usableHostBytes } from './planner.js';
-import type { QuantRoom } from './quant-choice.js';
+import { planPlacement } from './planner.js';
+import { quantRoomOf, type QuantRoom } from './quant-choice.js';
+import type { NodeView } from '../cluster/types.js';
 import { RuntimeOverhead } from './runtime-overhead.js';
 import type { Candidate, Cost, ModelPins, PlanResult, PlannerSettings, RunningInstance } from './types.js';
 
@@ -195,37 +196,37 @@ export class PlacementService {
     return this.costFor(key, info, estimateSettings(model.ctx, model.parallel, model.args));
   }
 
+  /** costOfHeader on another node's GPUs, with the CUDA runtime that node learned (as costOn). */
+  costOfHeaderOn(model: Pick<ResolvedModel, 'ctx' | 'parallel' | 'args'>, key: string, info: ModelInfo, runtimeBytes: number | null): (c: Candidate) => Cost {
+    const base = this.costFor(key, info, estimateSettings(model.ctx, model.parallel, model.args), null);
+    return this.settings.overheadMiB !== undefined ? base : runtimeAdjusted(base, runtimeBytes);
+  }
+
   /**
    * Room for a new model on GPU readings taken now (as the planner counts it: usable bytes after the ledger, loads
    * under way and the reserve, on GPUs not skipped as busy), plus what idle unpinned instances hold (room once
    * evicted); the same for the host. What `:auto` chooses a quantization by (quant-choice.ts).
    */
-  async quantRoom(ledger: () => Ledger): Promise<QuantRoom> {
+  async quantRoom(ledger: () => Ledger, node?: string): Promise<QuantRoom> {
     const devices = this.hasGpus ? await this.monitor.refresh() : [];
     const state = ledger();
-    const settings = this.plannerSettings();
-    const gpus = devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: d.freeBytes, utilization: d.utilizationGpu }));
-    const usable = usableBytes({ gpus, running: state.running, loading: state.loading, settings });
-    const idle = state.running.filter((r) => r.idle && !r.pinned);
-    const skipped = (g: (typeof gpus)[number]) => {
-      const ours = state.running.reduce((sum, r) => sum + (r.gpuBytes.get(g.index) ?? 0), 0);
-      return (g.utilization !== null && g.utilization > settings.maxUtilization) || Math.max(0, g.totalBytes - g.freeBytes - ours) / g.totalBytes > settings.maxMemoryUsedFraction;
-    };
-    const hostBytes = usableHostBytes({
-      host: { totalBytes: this.hostMemory.total(), availableBytes: this.hostMemory.available(), loadingBytes: state.loadingHostBytes ?? 0 },
+    return quantRoomOf({
+      ...(node !== undefined ? { node } : {}),
+      gpus: devices.map((d) => ({ index: d.index, uuid: d.uuid, name: d.name, totalBytes: d.totalBytes, freeBytes: d.freeBytes, utilization: d.utilizationGpu })),
       running: state.running,
-      settings,
-    });
-    return {
-      gpus: gpus.filter((g) => !skipped(g)).map((g) => ({
-        index: g.index,
-        name: g.name,
-        usableBytes: usable.get(g.index) ?? 0,
-        evictableBytes: idle.reduce((sum, r) => sum + (r.gpuBytes.get(g.index) ?? 0), 0),
-      })),
-      ...(hostBytes !== undefined ? { hostBytes, hostEvictableBytes: idle.reduce((sum, r) => sum + (r.hostBytes ?? 0), 0) } : {}),
+      loading: state.loading,
+      host: { totalBytes: this.hostMemory.total(), availableBytes: this.hostMemory.available(), loadingBytes: state.loadingHostBytes ?? 0 },
+      settings: this.plannerSettings(),
       cpuAllowed: this.settings.cpuFallback || devices.length === 0,
-    };
+    });
+  }
+
+  /**
+   * Another node's room for `:auto` (its polled state as the cluster planner sees it), counted by this node's
+   * settings as the cluster planner counts it: the reserve and thresholds here, CPU fallback as configured here.
+   */
+  quantRoomOfView(view: Pick<NodeView, 'name' | 'gpus' | 'running' | 'loading' | 'host'>): QuantRoom {
+    return quantRoomOf({ node: view.name, gpus: view.gpus, running: view.running, loading: view.loading, host: view.host, settings: this.plannerSettings(), cpuAllowed: this.settings.cpuFallback || view.gpus.length === 0 });
   }
 
   plannerSettings(): PlannerSettings {

@@ -349,6 +349,24 @@ export function tinyModelBytes(seed: number): Promise<Buffer> {
   return p;
 }
 
+/**
+ * Three runnable tiny models of growing size, named as a repo's quantizations: Q4_K_M (embedding width 64),
+ * Q8_0 (128) and F16 (256); estimates about 6, 10 and 22 MiB at ctx 512. For `:auto` tests served end to end.
+ */
+export async function sizedTinyVariants(seed: number, prefix = 'tiny'): Promise<{ path: string; data: Buffer; tag: 'Q4_K_M' | 'Q8_0' | 'F16' }[]> {
+  const { mkdtempSync, readFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { writeTinyModel } = await import('../../src/gguf/index.js');
+  const dir = mkdtempSync(`${tmpdir()}/lsp-sized-`);
+  const out: { path: string; data: Buffer; tag: 'Q4_K_M' | 'Q8_0' | 'F16' }[] = [];
+  for (const [tag, embd] of [['Q4_K_M', 64], ['Q8_0', 128], ['F16', 256]] as const) {
+    const file = `${dir}/${tag}.gguf`;
+    await writeTinyModel(file, { seed, embd });
+    out.push({ path: `${prefix}-${tag}.gguf`, data: readFileSync(file), tag });
+  }
+  return out;
+}
+
 export function tmpDir(prefix: string): string {
   return mkdtempSync(path.join(os.tmpdir(), `lsp-${prefix}-`));
 }

@@ -1,7 +1,7 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { buildConfig, type ConfigInput } from '../../src/config/index.js';
 import { writeTinyModel } from '../../src/gguf/index.js';
 import { startProxy, type ProxyServer } from '../../src/server.js';
@@ -31,7 +31,7 @@ function workerPortRange(): [number, number] {
 }
 
 /** Starts the proxy on a free port with the given llama-server and config (modelsDir/cacheDir in a temp folder). */
-export async function startTestProxy(binary: string, root: string, input: ConfigInput): Promise<TestProxy> {
+export async function startTestProxy(binary: string, root: string, input: ConfigInput, options: { logger?: Logger } = {}): Promise<TestProxy> {
   const config = buildConfig(
     {
       modelsDir: path.join(root, 'models'),
@@ -49,7 +49,7 @@ export async function startTestProxy(binary: string, root: string, input: Config
     path.join(root, 'test-config.yaml'),
     { env: {} },
   );
-  const proxy = await startProxy(config, { logger: pino({ level: process.env.LSP_TEST_LOG ?? 'silent' }) });
+  const proxy = await startProxy(config, { logger: options.logger ?? pino({ level: process.env.LSP_TEST_LOG ?? 'silent' }) });
   return { proxy, root, url: proxy.url };
 }
 

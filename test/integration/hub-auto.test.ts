@@ -3,21 +3,23 @@
  * replicas: real headers, the data a hole), GPUs simulated at 8, 16 and 48 GiB. The variant chosen must be the
  * best the estimator (run here on the files themselves) says fits one GPU, and only headers may be read.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QuantizationPicker, type QuantizationRecord } from '../../src/api/quantization-picker.js';
+import { pullCommand } from '../../src/cli/pull.js';
 import { buildConfig } from '../../src/config/index.js';
 import { estimateMemory, MODEL_INFO_READ_OPTIONS, modelInfo } from '../../src/estimate/index.js';
-import { readGgufModelHeaderSync, writeSparseReplica, type ReplicaQuant } from '../../src/gguf/index.js';
+import { readGgufHeaderSync, readGgufModelHeaderSync, writeSparseReplica, type ReplicaQuant } from '../../src/gguf/index.js';
 import { GpuMonitor, SimulatedSource } from '../../src/gpu/index.js';
 import { compareQuantQuality } from '../../src/models/quant-quality.js';
 import { estimateSettings } from '../../src/placement/model-settings.js';
 import { PlacementService, type Ledger } from '../../src/placement/service.js';
 import type { RunningInstance } from '../../src/placement/types.js';
 import { writeSplitReplica } from '../unit/estimate-gguf-writers.js';
-import { FakeHub, hubClients, tinyModelBytes } from '../helpers/fake-hub.js';
+import { FakeHub, hubClients, sizedTinyVariants, tinyModelBytes } from '../helpers/fake-hub.js';
 import { llamaTools } from '../helpers/llama.js';
 import { modelsFolder, postJson, startTestProxy, type TestProxy } from '../helpers/proxy.js';
 
@@ -174,6 +176,67 @@ describe(':auto quantization on a fake Hub repo', () => {
   });
 });
 
+describe('pull without a variant', () => {
+  const SIZED = 'acme/sized-pull-GGUF';
+  let need: Record<string, number>;
+
+  beforeAll(async () => {
+    const variants = await sizedTinyVariants(71, 'sized');
+    hub.addRepo(SIZED, { files: variants.map((v) => ({ path: v.path, data: v.data })) });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-pull-auto-'));
+    need = {};
+    for (const v of variants) {
+      const file = path.join(dir, v.path);
+      writeFileSync(file, v.data);
+      const info = modelInfo(readGgufHeaderSync(file));
+      need[v.tag] = estimateMemory(info, estimateSettings(512, 1, []), { devices: [{ name: 'CUDA0', kind: 'cuda', overheadBytes: MiB }] }).devices[0]!.totalBytes;
+    }
+  });
+
+  /** `pull` with a config file: a simulated GPU that holds Q8_0 but not F16. */
+  async function pull(model: string, extra: Record<string, unknown> = {}, models: Record<string, unknown> = {}): Promise<{ stdout: string; stderr: string }> {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'lsp-pull-auto-cfg-'));
+    const memoryMiB = Math.floor((need.Q8_0! + need.F16!) / 2 / MiB);
+    const file = path.join(dir, 'config.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        cacheDir: path.join(dir, 'cache'),
+        hub: { endpoint: hub.hubUrl, retries: 0, ...extra },
+        modelDefaults: { ctx: 512 },
+        gpu: { source: 'simulated', forceSimulated: true, simulated: [{ name: 'sim', memoryMiB }], reserveMiB: 0, overheadMiB: 1 },
+        models,
+      }),
+    );
+    let stdout = '';
+    let stderr = '';
+    const out = new PassThrough().on('data', (c: Buffer) => (stdout += c.toString()));
+    const err = new PassThrough().on('data', (c: Buffer) => (stderr += c.toString()));
+    await pullCommand(model, { config: file }, { stdout: out, stderr: err, env: { HF_HUB_CACHE: path.join(dir, 'no-cache'), HF_HOME: path.join(dir, 'hf') } });
+    return { stdout, stderr };
+  }
+
+  it("chooses with :auto for this machine's GPUs and says why", async () => {
+    const { stdout, stderr } = await pull(SIZED);
+    expect(stderr).toMatch(new RegExp(`^${SIZED}:Q8_0 -> sized-Q8_0.gguf, `));
+    expect(stderr).toMatch(/\n:auto chose Q8_0: the best quantization that fits one GPU \(.* on GPU 0; GPU 0 .* free\); F16 would not\n/);
+    expect(stdout.trim()).toMatch(/sized-Q8_0\.gguf$/);
+  });
+
+  it('an alias with hf and no variant chooses at its own settings (a smaller context: F16 fits)', async () => {
+    const { stderr } = await pull('small-ctx', {}, { 'small-ctx': { hf: SIZED, ctx: 256 } });
+    // At 256 tokens the compute buffer is smaller: F16 fits the GPU sized for Q8_0 at 512.
+    expect(stderr).toMatch(new RegExp(`^${SIZED}:F16 -> sized-F16.gguf, `));
+    expect(stderr).toMatch(/:auto chose F16: the best quantization that fits one GPU/);
+  });
+
+  it('hub.defaultVariant keeps the fixed variant, with no choice made', async () => {
+    const { stderr } = await pull(SIZED, { defaultVariant: 'Q4_K_M' });
+    expect(stderr).toMatch(new RegExp(`^${SIZED}:Q4_K_M -> sized-Q4_K_M.gguf, `));
+    expect(stderr).not.toContain(':auto chose');
+  });
+});
+
 describe.skipIf(!tools.server)(`:auto served end to end${tools.reason ? ` (skipped: ${tools.reason})` : ''}`, () => {
   let fake: FakeHub;
   let root: string;
@@ -222,6 +285,22 @@ describe.skipIf(!tools.server)(`:auto served end to end${tools.reason ? ` (skipp
     const health = (await (await fetch(`${t.url}/health`)).json()) as { servers: { model_id: string; gpu_assignment: { reason: string } | null }[] };
     expect(health.servers.map((s) => s.model_id)).toEqual(['acme/auto-GGUF:F16']);
     expect(health.servers[0]!.gpu_assignment?.reason).toMatch(/; :auto chose F16: the best quantization for the CPU/);
+  }, 120_000);
+
+  it('a pinned alias with hf and no variant loads the :auto choice at start; its requests take that instance', async () => {
+    t = await startTestProxy(tools.server!, root, { hub: { endpoint: fake.hubUrl, retries: 0 }, modelDefaults: { ctx: 512 }, models: { resident: { hf: 'acme/auto-GGUF', pinned: true } } });
+    type Servers = { servers: { model_id: string; model_file: string; status: string; gpu_assignment: { reason: string } | null }[] };
+    const servers = async () => ((await (await fetch(`${t!.url}/health`)).json()) as Servers).servers;
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline && !(await servers()).some((s) => s.status === 'ready')) await new Promise((r) => setTimeout(r, 100));
+    const [loaded] = await servers();
+    expect(loaded).toMatchObject({ model_id: 'resident', status: 'ready' });
+    // The fixed default would be Q4_K_M; everything fits the CPU here, so :auto takes F16.
+    expect(loaded!.model_file).toMatch(/tiny-F16\.gguf$/);
+    expect(loaded!.gpu_assignment?.reason).toMatch(/; :auto chose F16: /);
+    const r = await chat('resident');
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect((await servers()).map((s) => s.model_id)).toEqual(['resident']);
   }, 120_000);
 
   it('hub.defaultVariant keeps the fixed choice', async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { compareQuantQuality, NO_TAG_TIER, QUANT_QUALITY_TIERS, quantTier, UNKNOWN_TAG_TIER } from '../../src/models/quant-quality.js';
-import { chooseQuantization, rankCandidates, type QuantCandidate, type QuantRoom, type QuantTier } from '../../src/placement/quant-choice.js';
-import type { Candidate, Cost } from '../../src/placement/types.js';
+import { viewOf, type NodeState } from '../../src/cluster/types.js';
+import { chooseQuantization, quantRoomOf, rankCandidates, type QuantCandidate, type QuantRoom, type QuantTier } from '../../src/placement/quant-choice.js';
+import type { Candidate, Cost, EstimateFn, PlannerSettings } from '../../src/placement/types.js';
 
 const GiB = 1024 ** 3;
 
@@ -115,5 +116,130 @@ describe('chooseQuantization', () => {
       { fileBytes: 1, file: 'e.gguf' },
     ]);
     expect(ranked.map((c) => c.file)).toEqual(['a.gguf', 'b.gguf', 'c.gguf', 'd.gguf', 'e.gguf']);
+  });
+});
+
+/** One node's room in a cluster: `room`, named. */
+function node(name: string, gpus: [free: number, idle?: number][], hostGiB?: number, over: Partial<QuantRoom> = {}): QuantRoom {
+  return { ...room(gpus, hostGiB, over), node: name };
+}
+
+/** `candidates` with a node whose estimate is `extraGiB` more per GPU (its own CUDA runtime). */
+function withRuntimeOn(candidates: QuantCandidate[], name: string, extraGiB: number): QuantCandidate[] {
+  return candidates.map((c) => {
+    const base = c.estimate!;
+    const more: EstimateFn = (cand) => {
+      const cost = base(cand);
+      return { ...cost, gpuBytes: cost.gpuBytes.map((b) => b + extraGiB * GiB) };
+    };
+    return { ...c, estimateOn: (n: string) => (n === name ? more : undefined) };
+  });
+}
+
+describe('chooseQuantization over the nodes of a cluster', () => {
+  it.each<[string, QuantCandidate[], QuantRoom[], string, QuantTier, string | undefined]>([
+    ['a small GPU here, a big one on the peer: F16 for the peer', repo, [node('a', [[8]]), node('b', [[48]])], 'F16', 'one-gpu', 'b'],
+    ['the peer down: the best for this node (Q6_K)', repo, [node('a', [[8]])], 'Q6_K', 'one-gpu', 'a'],
+    ["the peer's idle instances are its room: 4 free + 6 idle holds Q8_0", repo, [node('a', [[3]]), node('b', [[4, 6]])], 'Q8_0', 'one-gpu', 'b'],
+    ['equal room: this node wins the tie', repo, [node('a', [[48]]), node('b', [[48]])], 'F16', 'one-gpu', 'a'],
+    ['the roomiest GPU of any node that holds it', repo, [node('a', [[18]]), node('b', [[30]]), node('c', [[20]])], 'F16', 'one-gpu', 'b'],
+    ['one GPU on a node beats a better split on another', repo, [node('a', [[7.5]]), node('b', [[6], [6]])], 'Q6_K', 'one-gpu', 'a'],
+    ['never a split across nodes: 4.5 here + 4.5 there holds only Q2_K on one GPU', repo, [node('a', [[4.5]]), node('b', [[4.5]])], 'Q2_K', 'one-gpu', 'a'],
+    ['a split over one node\'s GPUs when no single GPU holds any', repo, [node('a', [[3.5]]), node('b', [[3.5], [3.5]])], 'Q4_K_M', 'split', 'b'],
+    ['the split over the fewest GPUs, of whichever node', repo, [node('a', [[2.5], [2.5], [2.5]]), node('b', [[3.5], [3.5]])], 'Q4_K_M', 'split', 'b'],
+    ['no GPU anywhere: the CPU of the node with the most RAM', repo, [node('a', [], 6.5), node('b', [], 12)], 'Q8_0', 'cpu', 'b'],
+    ['CPU fallback off here: the peer\'s CPU', repo, [node('a', [[1]], 100, { cpuAllowed: false }), node('b', [], 7)], 'Q4_K_M', 'cpu', 'b'],
+    ['a GPU placement needs its own node\'s host share', repo, [node('a', [[48]], 0.25), node('b', [[10]], 64)], 'Q8_0', 'one-gpu', 'b'],
+    ['nothing fits any node: the smallest, no node', repo, [node('a', [[1]], 2), node('b', [[1]], 2)], 'Q2_K', 'none', undefined],
+    ["a peer's own estimate: 1 GiB more runtime there, so F16 (17) misses its 17.5 GiB and Q8_0 fits", withRuntimeOn(repo, 'b', 1), [node('a', [[8]]), node('b', [[17.5]])], 'Q8_0', 'one-gpu', 'b'],
+  ])('%s', (_name, candidates, rooms, chosen, tier, where) => {
+    const choice = chooseQuantization(candidates, rooms);
+    expect({ chosen: choice.chosen, tier: choice.tier, node: choice.node }).toEqual({ chosen, tier, node: where });
+    expect(choice.reason.startsWith(`${chosen}: `)).toBe(true);
+    if (where !== undefined) expect(choice.reason).toContain(`of node ${where}`);
+    for (const r of rooms) expect(choice.reason).toContain(`node ${r.node}: `);
+  });
+
+  it('reports the node of each fit, and the numbers on that node', () => {
+    const choice = chooseQuantization(withRuntimeOn(repo, 'b', 1), [node('a', [[8]], 64), node('b', [[12], [12]], 4)]);
+    expect(choice.chosen).toBe('Q8_0');
+    const [f16, q8, q6] = choice.candidates;
+    // F16: split over b's GPUs (8 + 1 + 1 each), CPU on a (the most RAM).
+    expect(f16).toMatchObject({ fitsOneGpu: false, fitsSplit: true, splitNode: 'b', splitGpus: [0, 1], splitBytes: [10 * GiB, 10 * GiB], fitsCpu: true, cpuNode: 'a', cpuBytes: 17 * GiB });
+    // Q8_0: one GPU of b, with b's estimate (9.5 + 1).
+    expect(q8).toMatchObject({ fitsOneGpu: true, node: 'b', gpu: 0, bytes: 10.5 * GiB });
+    expect(q6).toMatchObject({ estimated: true, fitsOneGpu: true, node: 'b' });
+    expect(choice.reason).toBe('Q8_0: the best quantization that fits one GPU (10.5 GiB on GPU 0 of node b; node a: GPU 0 8.0 GiB free; node b: GPU 0 12.0 GiB free, GPU 1 12.0 GiB free); F16 would not');
+  });
+
+  it('outside a cluster nothing names a node', () => {
+    const choice = chooseQuantization(repo, room([[8]]));
+    expect(choice.node).toBeUndefined();
+    expect(choice.candidates.some((c) => c.node !== undefined || c.splitNode !== undefined || c.cpuNode !== undefined)).toBe(false);
+    expect(choice.reason).not.toContain('node');
+  });
+
+  it('refuses an empty list of rooms', () => {
+    expect(() => chooseQuantization(repo, [])).toThrow(/no room/);
+  });
+});
+
+describe("a node's room (quantRoomOf), from a peer's polled state", () => {
+  const settings: PlannerSettings = { strategy: 'single-gpu-preferred', fit: 'best', reserveBytes: 0.5 * GiB, maxUtilization: 90, maxMemoryUsedFraction: 0.95, partialOffload: false, cpuFallback: true };
+  const instance = (id: string, state: string, inFlight: number, pinned: boolean, gpuGiB: number, hostGiB: number) => ({
+    id,
+    modelId: id,
+    state,
+    inFlight,
+    slots: 1,
+    pinned,
+    lastUsed: 0,
+    gpuBytes: [[0, gpuGiB * GiB]] as [number, number][],
+    hostBytes: hostGiB * GiB,
+    gpus: [0],
+  });
+  const state: NodeState = {
+    node: 'big',
+    url: 'http://big',
+    version: 'x',
+    at: 0,
+    gpus: [
+      { index: 0, uuid: 'u0', name: 'sim0', totalBytes: 24 * GiB, freeBytes: 20 * GiB, utilization: 10 },
+      { index: 1, uuid: 'u1', name: 'sim1', totalBytes: 24 * GiB, freeBytes: 24 * GiB, utilization: 99 },
+    ],
+    host: { totalBytes: 64 * GiB, availableBytes: 40 * GiB, loadingBytes: 2 * GiB },
+    instances: [
+      instance('idle', 'ready', 0, false, 4, 1),
+      instance('busy', 'ready', 1, false, 2, 0),
+      instance('pinned', 'ready', 0, true, 3, 0),
+      // promised memory: counted in `loading`, not as an instance
+      instance('starting', 'starting', 0, false, 5, 0),
+    ],
+    loading: [[0, 1 * GiB]],
+    queued: 0,
+    capacity: 4,
+    runtimeBytes: null,
+    models: [],
+    rpc: false,
+  };
+
+  it('counts usable bytes as the planner does, idle unpinned instances as evictable, and skips a busy GPU', () => {
+    const r = quantRoomOf({ ...viewOf(state, false), node: 'big', settings, cpuAllowed: true });
+    // GPU 0: min(20 free, 24 - 9 held) - 1 loading - 0.5 reserve; the idle instance's 4 evictable (not the pinned, not the busy).
+    expect(r).toEqual({
+      node: 'big',
+      gpus: [{ index: 0, name: 'sim0', usableBytes: 13.5 * GiB, evictableBytes: 4 * GiB }],
+      // min(40 available, 64 - 1 held) - 2 loading
+      hostBytes: 38 * GiB,
+      hostEvictableBytes: 1 * GiB,
+      cpuAllowed: true,
+    });
+  });
+
+  it('F16 (17 GiB) fits that node only once its idle instance goes', () => {
+    const r = quantRoomOf({ ...viewOf(state, false), node: 'big', settings, cpuAllowed: true });
+    const choice = chooseQuantization(repo, [node('here', [[8]]), r]);
+    expect(choice).toMatchObject({ chosen: 'F16', node: 'big', tier: 'one-gpu' });
+    expect(choice.reason).toContain('node big: GPU 0 13.5 GiB free + 4.0 GiB idle');
   });
 });
