@@ -6,8 +6,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
-import { quantTag } from '../models/hub-variants.js';
-import type { CacheEntry } from '../models/hub-store.js';
+import { quantTag } from '../hub/variants.js';
+import type { CacheEntry } from '../hub/store.js';
 import { fromOllamaStore, resolveModel, type ModelSource, type ResolvedModel } from '../models/resolve.js';
 import { listLmStudioModels, lmStudioDirs } from './lmstudio.js';
 import { listOllamaModels, ollamaStores } from './ollama-store.js';

@@ -3,7 +3,7 @@
  * Ollama names), LM Studio's folder (read). Names and manifests are parsed purely; the file IO is in the stores.
  */
 import type { Config } from '../config/index.js';
-import type { HubLog } from '../models/hub.js';
+import type { HubLog } from '../hub/model-hub.js';
 import { OllamaPuller } from './ollama-pull.js';
 import { ollamaStores } from './ollama-store.js';
 

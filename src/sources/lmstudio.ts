@@ -8,7 +8,7 @@ import { readdirSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
-import { chooseVariant, type VariantChoice } from '../models/hub-variants.js';
+import { chooseVariant, type VariantChoice } from '../hub/variants.js';
 import { DEFAULT_HF_VARIANT } from '../models/identifier.js';
 
 /** The folders to look in, in order. */

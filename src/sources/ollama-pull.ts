@@ -14,9 +14,9 @@
 import { mkdirSync, renameSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readGgufHeaderFrom, readGgufModelHeader, type GgufModelHeader, type ReadHeaderOptions } from '../gguf/index.js';
-import { downloadBlob } from '../models/hub-download.js';
-import type { HubLog } from '../models/hub.js';
-import { formatBytes, HubError, waitFor } from '../models/hub-protocol.js';
+import { downloadBlob } from '../hub/download.js';
+import type { HubLog } from '../hub/model-hub.js';
+import { formatBytes, HubError, waitFor } from '../hub/protocol.js';
 import { blobFileName, manifestBlobs, MEDIA, modelLayers, parseManifest, type OllamaManifest } from './ollama-manifest.js';
 import { manifestSegments, ollamaDisplayName, type OllamaName } from './ollama-name.js';
 import { blobUrl, registryBase, RegistryHttp } from './ollama-registry.js';

@@ -4,8 +4,8 @@
  * CDN, ranges honoured). The connection machinery (redirects, timeouts, ranges) is the Hub's (models/hub-http.ts);
  * what differs is here: addresses and the errors a user can act on.
  */
-import { HubError } from '../models/hub-protocol.js';
-import { HubHttp, networkError, type HubHttpOptions, type HubResponse } from '../models/hub-http.js';
+import { HubError } from '../hub/protocol.js';
+import { HubHttp, networkError, type HubHttpOptions, type HubResponse } from '../hub/http.js';
 import { MANIFEST_MEDIA_TYPE } from './ollama-manifest.js';
 import { ollamaDisplayName, OLLAMA_REGISTRY_HOST, type OllamaName } from './ollama-name.js';
 

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { buildConfig } from '../../src/config/index.js';
-import { hubOptions, hubToken } from '../../src/models/hub-config.js';
+import { hubOptions, hubToken } from '../../src/hub/config.js';
 import {
   HubError, hubHttpError, normalizeEtag, parseContentRange, parseNextLink, parseTreePage, resolveUrl, treeUrl,
-} from '../../src/models/hub-protocol.js';
-import { repoFolder, repoFromFolder } from '../../src/models/hub-store.js';
+} from '../../src/hub/protocol.js';
+import { repoFolder, repoFromFolder } from '../../src/hub/store.js';
 
 describe('Hub addresses', () => {
   it('builds tree and resolve URLs, encoding the revision and each path segment', () => {

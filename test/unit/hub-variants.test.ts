@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseVariant, describeModelFiles, pickProjector, quantTag, splitSet, variantGiven } from '../../src/models/hub-variants.js';
+import { chooseVariant, describeModelFiles, pickProjector, quantTag, splitSet, variantGiven } from '../../src/hub/variants.js';
 
 const pick = (files: string[], variant: string, explicit = true) => {
   const r = chooseVariant(files, variant, explicit);

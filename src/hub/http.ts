@@ -8,7 +8,7 @@ import { Agent, request } from 'undici';
 import {
   HubError, hubHttpError, isCommitHash, normalizeEtag, parseNextLink, parseTreePage, resolveUrl, revisionUrl, treeUrl,
   type HubTreeEntry,
-} from './hub-protocol.js';
+} from './protocol.js';
 import { PACKAGE_VERSION } from '../util/version.js';
 
 export interface HubHttpOptions {

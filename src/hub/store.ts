@@ -20,7 +20,7 @@ import {
   statSync, symlinkSync, unlinkSync, writeFileSync, linkSync, copyFileSync,
 } from 'node:fs';
 import path from 'node:path';
-import { chooseVariant, isProjector, splitSet, type VariantChoice } from './hub-variants.js';
+import { chooseVariant, isProjector, splitSet, type VariantChoice } from './variants.js';
 
 export function repoFolder(repo: string): string {
   return `models--${repo.replace('/', '--')}`;

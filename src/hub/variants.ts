@@ -16,7 +16,7 @@
  */
 import path from 'node:path';
 import { matchesVariant } from './hf-cache.js';
-import { bareHfId, DEFAULT_HF_VARIANT } from './identifier.js';
+import { bareHfId, DEFAULT_HF_VARIANT } from '../models/identifier.js';
 
 /** Approximate bits per weight of llama.cpp's file types (llama-quantize's table; the K_L/K_XL mixes estimated). */
 export const QUANT_BITS_PER_WEIGHT: Readonly<Record<string, number>> = {

@@ -14,7 +14,7 @@
  *     `X-Error-Message`; a repo that does not exist answers 401 to a request without a token (so private repos
  *     do not show), 404 with one.
  */
-import { ClientError } from './errors.js';
+import { ClientError } from '../models/errors.js';
 
 export const DEFAULT_HUB_ENDPOINT = 'https://huggingface.co';
 

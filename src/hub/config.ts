@@ -3,9 +3,9 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/index.js';
-import { ModelHub, type HubLog, type ModelHubOptions } from './hub.js';
-import { DEFAULT_HUB_ENDPOINT } from './hub-protocol.js';
-import { isAutoVariant } from './quant-quality.js';
+import { ModelHub, type HubLog, type ModelHubOptions } from './model-hub.js';
+import { DEFAULT_HUB_ENDPOINT } from './protocol.js';
+import { isAutoVariant } from '../models/quant-quality.js';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;

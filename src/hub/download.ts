@@ -8,8 +8,8 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { HubHttp, isNetworkError, networkError, type HubResponse } from './hub-http.js';
-import { HubError, formatBytes, isRetryableStatus, parseContentRange } from './hub-protocol.js';
+import { HubHttp, isNetworkError, networkError, type HubResponse } from './http.js';
+import { HubError, formatBytes, isRetryableStatus, parseContentRange } from './protocol.js';
 
 export interface BlobJob {
   /** The file's resolve address, pinned to the commit. */

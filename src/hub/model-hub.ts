@@ -17,14 +17,14 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { mergeSplit, readGgufHeaderFrom, readGgufModelHeader, type GgufModelHeader, type ReadHeaderOptions } from '../gguf/index.js';
 import { hubCacheDirs } from './hf-cache.js';
-import { downloadBlob } from './hub-download.js';
-import { HubHttp } from './hub-http.js';
+import { downloadBlob } from './download.js';
+import { HubHttp } from './http.js';
 import {
   DEFAULT_HUB_ENDPOINT, HubError, formatBytes, isCommitHash, isSha256, resolveUrl, waitFor, type HubTreeEntry,
-} from './hub-protocol.js';
-import { HubStore, type CacheEntry, type CacheGroup } from './hub-store.js';
-import { chooseVariant, describeModelFiles, modelCandidates, type VariantCandidate, type VariantChoice } from './hub-variants.js';
-import { DEFAULT_HF_VARIANT } from './identifier.js';
+} from './protocol.js';
+import { HubStore, type CacheEntry, type CacheGroup } from './store.js';
+import { chooseVariant, describeModelFiles, modelCandidates, type VariantCandidate, type VariantChoice } from './variants.js';
+import { DEFAULT_HF_VARIANT } from '../models/identifier.js';
 
 export type HubLog = (msg: string, fields?: Record<string, unknown>) => void;
 
