@@ -68,6 +68,29 @@ export const CORE_SCRIPT = String.raw`
    * A live SSE feed read through fetch (it carries the key): onEvent(name, data) per event; reconnects after 2 s
    * while wanted() says so. Returns a stop function.
    */
+  /** Reads an SSE response to its end: each event's name and data (its data lines joined), as they arrive. */
+  async function readSse(res, onEvent) {
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, '\n');
+      let cut;
+      while ((cut = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let name = 'message', data = '';
+        for (const line of block.split('\n')) {
+          if (line.startsWith('event: ')) name = line.slice(7);
+          else if (line.startsWith('data: ')) data += line.slice(6);
+        }
+        if (data) onEvent(name, data);
+      }
+    }
+  }
+
   function feed(path, onEvent, onState) {
     let controller = new AbortController();
     let stopped = false;
@@ -79,25 +102,7 @@ export const CORE_SCRIPT = String.raw`
           else if (!res.ok) onState && onState(await errorText(res));
           else {
             onState && onState('live');
-            const reader = res.body.getReader();
-            const decoder = new TextDecoder();
-            let buf = '';
-            for (;;) {
-              const { value, done } = await reader.read();
-              if (done) break;
-              buf += decoder.decode(value, { stream: true });
-              let cut;
-              while ((cut = buf.indexOf('\n\n')) >= 0) {
-                const block = buf.slice(0, cut);
-                buf = buf.slice(cut + 2);
-                let name = 'message', data = '';
-                for (const line of block.split('\n')) {
-                  if (line.startsWith('event: ')) name = line.slice(7);
-                  else if (line.startsWith('data: ')) data += line.slice(6);
-                }
-                if (data) { try { onEvent(name, JSON.parse(data)); } catch (err) { console.error(err); } }
-              }
-            }
+            await readSse(res, (name, data) => { try { onEvent(name, JSON.parse(data)); } catch (err) { console.error(err); } });
             onState && onState('reconnecting');
           }
         } catch (err) {

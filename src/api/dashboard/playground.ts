@@ -72,29 +72,18 @@ export const PLAYGROUND_SCRIPT = String.raw`
         requestId = res.headers.get('x-llama-smart-proxy-request');
         if (res.status === 401) askKey();
         if (!res.ok) throw new Error(await errorText(res));
-        const reader = res.body.getReader();
-        const decoder = new TextDecoder();
-        let buf = '';
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buf += decoder.decode(value, { stream: true });
-          let cut;
-          while ((cut = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, cut).trim();
-            buf = buf.slice(cut + 1);
-            if (!line.startsWith('data: ') || line === 'data: [DONE]') continue;
-            const event = JSON.parse(line.slice(6));
-            if (event.error) throw new Error(event.error.message || JSON.stringify(event.error));
-            if (event.usage) usage = event.usage;
-            if (event.timings) timings = event.timings;
-            const delta = event.choices && event.choices[0] && event.choices[0].delta;
-            if (!delta) continue;
-            if (delta.reasoning_content) { reasoning += delta.reasoning_content; out.think.style.display = 'block'; out.think.textContent = reasoning.trim(); }
-            if (delta.content) { if (!first) first = performance.now(); answer += delta.content; out.text.textContent = answer; }
-            $('pg-chat').scrollTop = $('pg-chat').scrollHeight;
-          }
-        }
+        await readSse(res, (_name, data) => {
+          if (data === '[DONE]') return;
+          const event = JSON.parse(data);
+          if (event.error) throw new Error(event.error.message || JSON.stringify(event.error));
+          if (event.usage) usage = event.usage;
+          if (event.timings) timings = event.timings;
+          const delta = event.choices && event.choices[0] && event.choices[0].delta;
+          if (!delta) return;
+          if (delta.reasoning_content) { reasoning += delta.reasoning_content; out.think.style.display = 'block'; out.think.textContent = reasoning.trim(); }
+          if (delta.content) { if (!first) first = performance.now(); answer += delta.content; out.text.textContent = answer; }
+          $('pg-chat').scrollTop = $('pg-chat').scrollHeight;
+        });
         history.push({ role: 'assistant', content: answer });
       } catch (err) {
         if (err.name === 'AbortError') answer += ' [stopped]';
