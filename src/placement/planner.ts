@@ -175,9 +175,13 @@ function checkPins(input: PlanInput): string | undefined {
 function partialOffload(input: PlanInput, eligible: PlannerGpu[], usable: ReadonlyMap<number, number>): Attempt | undefined {
   const target = targets(input, eligible, usable)[0];
   if (!target) return undefined;
-  let lo = 1;
+  // A GPU's share only grows with the layers it holds (the search below relies on that too): when one layer does
+  // not fit, none does. Asked first, that is one estimate instead of log2(layers) for a model that fits nowhere.
+  const one = attempt(input, target, usable, 1, input.pins?.tensorSplit);
+  if (!one.fits) return undefined;
+  let lo = 2;
   let hi = input.nLayers;
-  let best: Attempt | undefined;
+  let best: Attempt | undefined = one;
   while (lo <= hi) {
     const mid = Math.floor((lo + hi) / 2);
     const a = attempt(input, target, usable, mid, input.pins?.tensorSplit);

@@ -49,6 +49,8 @@ export class Tensor {
   forcedBackend = -1;
   /** Optional per-op parameter the CUDA size rules need (flash attention). */
   faKvMax = 0;
+  /** The graph that visited this tensor last (Graph.expand), by its stamp. */
+  visitedBy = 0;
 
   // --- allocator state (ggml_gallocr's hash_node), reset per allocation pass
   nChildren = 0;
@@ -316,21 +318,24 @@ export function external(type: GgmlTypeInfo, ne: readonly number[], device: numb
  * leafs.
  */
 export class Graph {
+  private static stamps = 0;
   readonly nodes: Tensor[] = [];
   readonly leafs: Tensor[] = [];
-  private readonly visited = new Set<Tensor>();
+  /** Marks the tensors this graph visited (a field on the tensor, not a set: expand runs for every node). */
+  private readonly stamp = ++Graph.stamps;
 
   expand(t: Tensor): void {
     // Iterative post-order walk, equivalent to the recursive ggml_visit_parents_graph.
-    if (this.visited.has(t)) return;
+    const stamp = this.stamp;
+    if (t.visitedBy === stamp) return;
     const stack: { t: Tensor; i: number }[] = [{ t, i: 0 }];
-    this.visited.add(t);
+    t.visitedBy = stamp;
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!;
       if (top.i < top.t.src.length) {
         const s = top.t.src[top.i++]!;
-        if (!this.visited.has(s)) {
-          this.visited.add(s);
+        if (s.visitedBy !== stamp) {
+          s.visitedBy = stamp;
           stack.push({ t: s, i: 0 });
         }
         continue;

@@ -57,6 +57,7 @@ export class GraphBuilder {
   readonly gf = new Graph();
   readonly m: ModelInfo;
   readonly weights = new Map<string, Tensor>();
+  private readonly layerWeights: Map<string, Tensor | null>[] = [];
   readonly nTokens: number;
 
   // inputs, created by the build* methods in llama.cpp's order
@@ -82,8 +83,15 @@ export class GraphBuilder {
     return t;
   }
 
+  /** Layer `il`'s weight `name`; looked up once per layer and name (absent ones too: the graphs ask for optional weights). */
   wl(il: number, name: string): Tensor | undefined {
-    return this.w(`blk.${il}.${name}`);
+    const layer = (this.layerWeights[il] ??= new Map());
+    let t = layer.get(name);
+    if (t === undefined) {
+      t = this.w(`blk.${il}.${name}`) ?? null;
+      layer.set(name, t);
+    }
+    return t ?? undefined;
   }
 
   need(name: string): Tensor {
