@@ -52,12 +52,29 @@ export interface BuiltGraph {
   readonly logits: Tensor;
 }
 
+const layerIndexes = new WeakMap<ModelInfo, Map<string, ModelTensor>[]>();
+
+/** Per layer, its tensors by the name after `blk.<il>.` (made once per model, for every graph built of it). */
+function layerIndex(m: ModelInfo): Map<string, ModelTensor>[] {
+  let index = layerIndexes.get(m);
+  if (!index) {
+    index = [];
+    // By the name alone, as `blk.<il>.<name>` was looked up before (whatever layer the tensor is counted in).
+    for (const t of m.tensorByName.values()) {
+      const match = /^blk\.(0|[1-9]\d*)\.(.+)$/.exec(t.name);
+      if (match) (index[Number(match[1])] ??= new Map()).set(match[2]!, t);
+    }
+    layerIndexes.set(m, index);
+  }
+  return index;
+}
+
 /** One reserve pass's graph under construction: its weights (leaves on their devices), inputs and blocks. */
 export class GraphBuilder {
   readonly gf = new Graph();
   readonly m: ModelInfo;
-  readonly weights = new Map<string, Tensor>();
-  private readonly layerWeights: Map<string, Tensor | null>[] = [];
+  /** The model's tensors made leaves of this graph so far. */
+  readonly weights = new Map<ModelTensor, Tensor>();
   readonly nTokens: number;
 
   // inputs, created by the build* methods in llama.cpp's order
@@ -73,25 +90,25 @@ export class GraphBuilder {
 
   /** The weight tensor `name` as a leaf on its device, or undefined when the model lacks it. */
   w(name: string): Tensor | undefined {
-    const cached = this.weights.get(name);
-    if (cached) return cached;
     const mt = this.m.tensorByName.get(name);
-    if (!mt) return undefined;
-    const t = external(mt.type, mt.dims, this.p.weightDevice(mt), true);
-    t.name = name;
-    this.weights.set(name, t);
+    return mt ? this.leaf(mt) : undefined;
+  }
+
+  /** A model tensor as a leaf on its device, made once per graph. */
+  private leaf(mt: ModelTensor): Tensor {
+    let t = this.weights.get(mt);
+    if (!t) {
+      t = external(mt.type, mt.dims, this.p.weightDevice(mt), true);
+      t.name = mt.name;
+      this.weights.set(mt, t);
+    }
     return t;
   }
 
-  /** Layer `il`'s weight `name`; looked up once per layer and name (absent ones too: the graphs ask for optional weights). */
+  /** Layer `il`'s weight `name` (`blk.<il>.<name>`), found by its short name: no string is built per lookup. */
   wl(il: number, name: string): Tensor | undefined {
-    const layer = (this.layerWeights[il] ??= new Map());
-    let t = layer.get(name);
-    if (t === undefined) {
-      t = this.w(`blk.${il}.${name}`) ?? null;
-      layer.set(name, t);
-    }
-    return t ?? undefined;
+    const mt = layerIndex(this.m)[il]?.get(name);
+    return mt ? this.leaf(mt) : undefined;
   }
 
   need(name: string): Tensor {
