@@ -1,35 +1,7 @@
-import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ResolvedModel } from '../../src/models/index.js';
-import type { Instance } from '../../src/pool/instance.js';
 import { Pool } from '../../src/pool/pool.js';
-
-/** An instance that starts and stops at once, without a process. */
-class FakeInstance extends EventEmitter {
-  readonly createdAt = Date.now();
-  readyAt: number | undefined;
-  exitedAt: number | undefined;
-  bindFailed = false;
-  pid = 4242;
-  constructor(
-    readonly id: string,
-    readonly spec: { modelId: string },
-  ) {
-    super();
-  }
-  get url(): string {
-    return 'http://127.0.0.1:1';
-  }
-  async start(): Promise<void> {
-    this.readyAt = Date.now();
-  }
-  async stop() {
-    this.exitedAt = Date.now();
-    const info = { code: 0, signal: null, expected: true };
-    this.emit('exit', info);
-    return info;
-  }
-}
+import { fakeLauncher } from '../helpers/fake-instance.js';
 
 function model(id: string, extra: Partial<ResolvedModel> = {}): ResolvedModel {
   return { id, file: `/models/${id}.gguf`, ref: { kind: 'alias', alias: id }, ctx: 512, parallel: 1, args: [], ttl: 0, pinned: false, ...extra };
@@ -48,7 +20,7 @@ function makePool(): Pool {
     maxQueue: 10,
     queueTimeoutMs: 5000,
     sweepIntervalMs: 10,
-    launcher: { launch: (m, _port, id) => new FakeInstance(id, { modelId: m.id }) as unknown as Instance },
+    launcher: fakeLauncher,
     ports: { acquire: async () => port++, release: () => {} },
   });
   return pool;

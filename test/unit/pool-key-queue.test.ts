@@ -1,29 +1,9 @@
 /** pool.maxQueuePerKey and Pool.tune (a reload's queue settings), on a pool whose instances start without a process. */
-import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ResolvedModel } from '../../src/models/index.js';
-import type { Instance } from '../../src/pool/instance.js';
 import { PoolError } from '../../src/pool/errors.js';
 import { Pool } from '../../src/pool/pool.js';
-
-class FakeInstance extends EventEmitter {
-  readyAt: number | undefined;
-  pid = 4343;
-  constructor(readonly id: string) {
-    super();
-  }
-  get url(): string {
-    return 'http://127.0.0.1:1';
-  }
-  async start(): Promise<void> {
-    this.readyAt = Date.now();
-  }
-  async stop() {
-    const info = { code: 0, signal: null, expected: true };
-    this.emit('exit', info);
-    return info;
-  }
-}
+import { fakeLauncher } from '../helpers/fake-instance.js';
 
 const model: ResolvedModel = { id: 'a', file: '/models/a.gguf', ref: { kind: 'alias', alias: 'a' }, ctx: 512, parallel: 1, args: [], ttl: 0, pinned: false };
 let pool: Pool | undefined;
@@ -40,7 +20,7 @@ function makePool(maxQueuePerKey?: number): Pool {
     maxQueuePerKey,
     fairness: true,
     queueTimeoutMs: 5000,
-    launcher: { launch: (_m, _port, id) => new FakeInstance(id) as unknown as Instance },
+    launcher: fakeLauncher,
     ports: { acquire: async () => port++, release: () => {} },
   });
   return pool;
