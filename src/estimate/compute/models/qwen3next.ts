@@ -1,6 +1,6 @@
 import {
-  I32, FLAG_OUTPUT, add, concat, cont, cpyInto, gatedDeltaNet, getRows, l2Norm, mul, mulMat, newTensor, repeat4d,
-  reshape, rope, setInput, ssmConv, transpose, unary, view, type Tensor,
+  FLAG_OUTPUT, add, concat, cont, cpyInto, gatedDeltaNet, getRows, l2Norm, mul, mulMat, repeat4d, reshape, rope,
+  ssmConv, transpose, unary, view, type Tensor,
 } from '../ggml.js';
 import type { GraphBuilder, BuiltGraph } from '../graph-builder.js';
 
@@ -15,14 +15,7 @@ export function buildQwen3Next(b: GraphBuilder): BuiltGraph {
   const m = b.m;
   const nTrunk = m.nLayer - m.nLayerNextn;
   let inpL = b.buildInpEmbd();
-  // build_rs_inp_impl: s_copy over the rs cells, split into this ubatch's sequences and the rest
-  const nRs = b.p.recurrent?.values().next().value?.r.ne[1] ?? Math.max(1, b.p.nSeqs);
-  const sCopy = setInput(newTensor(I32, [nRs]));
-  const rsInp = {
-    main: view(sCopy, [b.p.nSeqs], []),
-    extra: view(sCopy, [nRs - b.p.nSeqs], []),
-    nRs,
-  };
+  const rsInp = b.buildRsInp();
   b.buildAttnInputs();
   b.inpPos = b.buildInpPos();
   b.inpOutIds = b.buildInpOutIds();
