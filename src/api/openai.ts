@@ -80,22 +80,20 @@ export function registerOpenAIRoutes(app: ProxyApp, deps: OpenAIRouteDeps): void
    * A model of ours for llama-server's own endpoints (the backend has none of them): a configured or local model
    * (never downloaded for them), or in a cluster one that another node holds (served there, where it runs).
    */
-  const llamaRoute = async (field: unknown, path: string): Promise<ModelRoute> => {
+  const llamaRoute = (field: unknown, path: string): ModelRoute => {
     if (pipeline.backendRoute(field)) throw new ClientError(400, 'unsupported', `${path} is llama-server's; model "${String(field)}" is served by the Ollama backend`);
-    // pipeline.route resolves without a download when a node holds the model (and names the node when only it does).
-    if (deps.cluster && typeof field === 'string' && deps.cluster.holders(field).length > 0) return pipeline.route(field);
-    return { kind: 'local', model: resolver.sync(field) };
+    return pipeline.heldRoute(field) ?? { kind: 'local', model: resolver.sync(field) };
   };
 
   // llama-server's own endpoints, sent to the instance of the model named in the body (POST) or query (GET).
   for (const path of MODEL_SCOPED_POST) {
-    app.post(path, async (request, reply) => proxyTo(request, reply, await llamaRoute(modelFromBody(request), path), { method: 'POST', path }));
+    app.post(path, (request, reply) => proxyTo(request, reply, llamaRoute(modelFromBody(request), path), { method: 'POST', path }));
   }
   for (const path of MODEL_SCOPED_GET) {
-    app.get(path, async (request, reply) => {
+    app.get(path, (request, reply) => {
       const query = request.query as Record<string, unknown>;
       if (query.model === undefined) throw new ClientError(400, 'model_required', `${path} needs a ?model= query parameter`);
-      return proxyTo(request, reply, await llamaRoute(query.model, path), { method: 'GET', path });
+      return proxyTo(request, reply, llamaRoute(query.model, path), { method: 'GET', path });
     });
   }
 

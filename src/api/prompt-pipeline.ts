@@ -166,16 +166,22 @@ export class PromptPipeline {
   async route(field: unknown, ctx: ResolveContext = {}): Promise<ModelRoute> {
     const backend = this.backendRoute(field);
     if (backend) return backend;
+    return this.heldRoute(field) ?? { kind: 'local', model: await this.deps.resolver.async(field, ctx) };
+  }
+
+  /**
+   * In a cluster, a model some node holds (on disk or running): this node's when it resolves here without a
+   * download, else the peer's. Undefined when no node holds it (or there is no cluster).
+   */
+  heldRoute(field: unknown): ModelRoute | undefined {
     const cluster = this.deps.cluster;
-    if (cluster && typeof field === 'string' && cluster.holders(field).length > 0) {
-      try {
-        return { kind: 'local', model: this.deps.resolver.sync(field) };
-      } catch (err) {
-        if (!(err instanceof ClientError) || err.status !== 404) throw err;
-        return { kind: 'peer', id: field };
-      }
+    if (!cluster || typeof field !== 'string' || cluster.holders(field).length === 0) return undefined;
+    try {
+      return { kind: 'local', model: this.deps.resolver.sync(field) };
+    } catch (err) {
+      if (!(err instanceof ClientError) || err.status !== 404) throw err;
+      return { kind: 'peer', id: field };
     }
-    return { kind: 'local', model: await this.deps.resolver.async(field, ctx) };
   }
 
   /** The upstream of a request forwarded to `node`'s proxy. */
