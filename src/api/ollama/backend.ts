@@ -51,15 +51,14 @@ export class OllamaBackend {
   private readonly aliasMap: () => Map<string, string>;
   private readonly cached = new Map<string, { at: number; value: Promise<unknown> }>();
 
-  constructor(settings: OllamaBackendConfig, models: Config['models'] | (() => Config['models'])) {
+  constructor(settings: OllamaBackendConfig, models: () => Config['models']) {
     this.url = settings.url.replace(/\/+$/, '');
     this.prefix = settings.prefix;
     this.listModels = settings.listModels;
     this.readTimeoutMs = settings.readTimeout * 1000;
     this.connectTimeoutMs = settings.connectTimeout * 1000;
     this.pool = new UndiciPool(this.url, { connect: { timeout: this.connectTimeoutMs }, keepAliveTimeout: 10_000 });
-    const current = typeof models === 'function' ? models : () => models;
-    this.aliasMap = derived(current, (all) => new Map(Object.entries(all).flatMap(([alias, m]) => (m.backend === 'ollama' ? [[alias, m.name ?? alias] as const] : []))));
+    this.aliasMap = derived(models, (all) => new Map(Object.entries(all).flatMap(([alias, m]) => (m.backend === 'ollama' ? [[alias, m.name ?? alias] as const] : []))));
   }
 
   /** Ollama's name for a client's model, or undefined when the model is not Ollama's. */
