@@ -12,7 +12,7 @@ import { withoutHfHost } from '../models/index.js';
 import { adminOnly, modelAllowed } from '../policy/key-policy.js';
 import { KeyLimiter } from '../policy/limiter.js';
 import { UsageBook } from '../policy/usage.js';
-import { knownKeyOf } from './auth.js';
+import { knownKeyOf, type KnownKey } from './auth.js';
 import { errorBodyFor } from './errors.js';
 import { boundaryOf, formField } from './transcriptions.js';
 import type { ProxyApp } from './types.js';
@@ -70,6 +70,10 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
     errors.inc({ key, model });
   };
 
+  /** Why `key` may not use `model` (outside its globs), or undefined when it may. */
+  const disallowed = (key: KnownKey, model: string): string | undefined =>
+    modelAllowed(key.policy.models, modelNames(model, config)) ? undefined : `key "${key.name}" may not use model "${model}" (its models: ${(key.policy.models ?? []).join(', ')})`;
+
   app.addHook('preHandler', async (request, reply) => {
     const key = knownKeyOf(request);
     if (!key) return;
@@ -82,12 +86,16 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
     }
     const field = requestedModel(request);
     if (field === undefined || adminOnly(request.method, request.url)) return;
-    if (!modelAllowed(key.policy.models, modelNames(field, config))) {
+    const refused = disallowed(key, field);
+    if (refused) {
       countRefused(key.name, field);
-      return refuse(403, `key "${key.name}" may not use model "${field}" (its models: ${(key.policy.models ?? []).join(', ')})`, 'model_not_allowed');
+      return refuse(403, refused, 'model_not_allowed');
     }
     // The models its agents call (context.complete) obey the same list.
-    refusals.set(request.raw, (model) => (modelAllowed(key.policy.models, modelNames(model, config)) ? undefined : `key "${key.name}" may not use model "${model}" (called by an agent; its models: ${(key.policy.models ?? []).join(', ')})`));
+    refusals.set(request.raw, (model) => {
+      const why = disallowed(key, model);
+      return why && `${why}, called by an agent`;
+    });
     const decision = limiter.tryStart(key.name, key.policy);
     if (!decision.ok) {
       countRefused(key.name, field);
