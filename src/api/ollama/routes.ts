@@ -265,11 +265,8 @@ export function registerOllamaRoutes(app: ProxyApp, deps: OllamaRouteDeps): void
         let reason: 'load' | 'unload';
         const cluster = deps.cluster;
         const forwarded = forwardedFrom(request) !== undefined;
-        const onPeer = async (target: UpstreamTarget, keep: unknown) => {
-          const res = await openUpstream(target, { path: `/api/${kind}`, body: JSON.stringify({ model: field, keep_alive: keep }) }, signal);
-          const text = await res.body.text();
-          if (res.statusCode < 200 || res.statusCode >= 300) throw new UpstreamCallError(res.statusCode, errorMessageOf(text));
-        };
+        // The same prompt-less request, to the node that serves the model there.
+        const onPeer = (target: UpstreamTarget, keep: number | undefined) => requestJson(target, `/api/${kind}`, { model: field, keep_alive: keep, stream: false }, signal, field);
         if (keepAlive.kind === 'unload') {
           const id = model.variantOf ?? model.id;
           await pool.unload(id);
