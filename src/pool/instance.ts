@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { watchdogCommand } from '../llamacpp/watchdog.js';
 import { RingBuffer } from '../util/ring-buffer.js';
+import { LOG_POLL_MS, LogFile } from './log-file.js';
 
 export type InstanceState = 'starting' | 'ready' | 'stopping' | 'stopped' | 'failed';
 
@@ -77,6 +78,9 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
   private exited: Promise<ExitInfo> | undefined;
   private stopRequested = false;
   private livenessTimer: NodeJS.Timeout | undefined;
+  /** Its stdout and stderr (log-file.ts), read at each readiness check while it loads, then every LOG_POLL_MS. */
+  private logFile: LogFile | undefined;
+  private logTimer: NodeJS.Timeout | undefined;
   /** Our own process said it bound the port: a /health answer then really comes from it, not a stranger's. */
   private listening = false;
   /** It said it could not bind the port (someone took it between our check and its start). */
@@ -114,19 +118,28 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
   async start(): Promise<void> {
     if (this.child) throw new Error(`instance ${this.id} already started`);
     const { command, args } = watchdogCommand(this.spec.binary, this.spec.args);
-    const child = spawn(command, args, {
-      detached: true,
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...(this.spec.env ?? process.env), LLAMA_API_KEY: this.secret },
-    });
+    const logFile = new LogFile((line) => this.onLogLine(line));
+    this.logFile = logFile;
+    let child: ChildProcess;
+    try {
+      child = spawn(command, args, {
+        detached: true,
+        stdio: ['pipe', logFile.fd, logFile.fd],
+        env: { ...(this.spec.env ?? process.env), LLAMA_API_KEY: this.secret },
+      });
+    } catch (err) {
+      logFile.close();
+      throw err;
+    }
     this.child = child;
     // The watchdog's pipe: never written, closed only when this process dies.
     child.stdin?.on('error', () => {});
-    this.captureLogs(child);
     this.exited = new Promise<ExitInfo>((resolve) => {
       child.once('exit', (code, signal) => {
         const info: ExitInfo = { code, signal, expected: this.stopRequested };
         this.exit = info;
+        // Its last lines (a crash's message) are in the log tail before anyone hears of the exit.
+        this.stopLogReading();
         this.stopLiveness();
         this.exitedAt = Date.now();
         // Reap the watcher left in the group (and anything else llama-server may have forked).
@@ -145,6 +158,7 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
     child.once('error', (err) => {
       this.failure = `cannot start ${this.spec.binary}: ${err.message}`;
       this.logs.push(this.failure);
+      if (child.pid === undefined) this.stopLogReading();
     });
 
     const deadline = Date.now() + this.spec.startTimeoutMs;
@@ -156,10 +170,13 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
         throw new InstanceError(`${message}: ${this.logs.last(8).join(' | ')}`, this.logs.last(40));
       }
       if (this.stopRequested) throw new InstanceError(`instance ${this.id} was stopped while loading`, this.logs.last(20));
+      logFile.drain();
       if (this.listening && (await this.healthy())) {
         this.readyAt = Date.now();
         this.setState('ready');
         this.startLiveness();
+        this.logTimer = setInterval(() => logFile.drain(), LOG_POLL_MS);
+        this.logTimer.unref();
         return;
       }
       await sleep(HEALTH_POLL_MS);
@@ -215,23 +232,17 @@ export class Instance extends EventEmitter<{ exit: [ExitInfo]; state: [InstanceS
     this.livenessTimer = undefined;
   }
 
-  private captureLogs(child: ChildProcess): void {
-    for (const stream of [child.stdout, child.stderr]) {
-      if (!stream) continue;
-      let pending = '';
-      stream.setEncoding('utf8');
-      stream.on('data', (chunk: string) => {
-        const lines = (pending + chunk).split('\n');
-        pending = lines.pop() ?? '';
-        for (const line of lines) {
-          if (!line.trim()) continue;
-          this.logs.push(line);
-          if (!this.listening && line.includes(`listening on http://`) && line.includes(`:${this.spec.port}`)) this.listening = true;
-          if (line.includes("couldn't bind")) this.bindFailed = true;
-          this.emit('line', line);
-        }
-      });
-    }
+  private onLogLine(line: string): void {
+    this.logs.push(line);
+    if (!this.listening && line.includes(`listening on http://`) && line.includes(`:${this.spec.port}`)) this.listening = true;
+    if (line.includes("couldn't bind")) this.bindFailed = true;
+    this.emit('line', line);
+  }
+
+  private stopLogReading(): void {
+    if (this.logTimer) clearInterval(this.logTimer);
+    this.logTimer = undefined;
+    this.logFile?.close();
   }
 
   private killGroup(signal: NodeJS.Signals): void {
