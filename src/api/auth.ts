@@ -81,23 +81,24 @@ function isOpen(method: string, url: string): boolean {
  */
 export function registerApiKeys(app: ProxyApp, server: () => { apiKeys: readonly string[]; keys: readonly ApiKeyConfig[] }, trusted: (request: FastifyRequest) => boolean = () => false): (request: FastifyRequest) => boolean {
   const current = derived(server, (s) => knownKeys(s.apiKeys, s.keys));
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook (no promise per request).
+  app.addHook('onRequest', (request, reply, done) => {
     const known = current();
-    if (known.length === 0) return;
+    if (known.length === 0) return done();
     // Another node of the cluster (it checked its client's key and applied its policy): the cluster token stands
     // for it, and it is not limited again here.
-    if (isOpen(request.method, request.url) || trusted(request)) return;
+    if (isOpen(request.method, request.url) || trusted(request)) return done();
     const key = presentedKey(request.headers);
     const found = identifyKey(key, known);
     if (found) {
       identified.set(request.raw, found);
       setRequestKey(request, { name: found.name, priority: found.policy.priority, ...(found.policy.maxQueue !== undefined ? { maxQueue: found.policy.maxQueue } : {}) });
-      return;
+      return done();
     }
     const message = key === undefined ? 'an API key is required: send "Authorization: Bearer <key>" or "x-api-key: <key>"' : 'the API key is not valid';
     void reply.code(401).header('www-authenticate', 'Bearer');
     // Each family's clients read only their own error shape (Ollama's {"error"}, Anthropic's, else OpenAI's).
-    return reply.send(errorBodyFor(request.url, 401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
+    void reply.send(errorBodyFor(request.url, 401, message, key === undefined ? 'missing_api_key' : 'invalid_api_key'));
   });
   return (request) => {
     const known = current();

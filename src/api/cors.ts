@@ -34,7 +34,8 @@ export function originMatcher(patterns: readonly string[]): (origin: string) => 
 /** `origins` is read per request (a config reload may change it); its matcher is rebuilt only when it does. */
 export function registerCors(app: ProxyApp, origins: () => readonly string[]): void {
   const current = derived(origins, (list) => ({ allowed: originMatcher(list), any: list.includes('*') }));
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook (no promise per request).
+  app.addHook('onRequest', (request, reply, done) => {
     const origin = request.headers.origin;
     const { allowed, any } = current();
     const ok = typeof origin === 'string' && allowed(origin);
@@ -43,13 +44,13 @@ export function registerCors(app: ProxyApp, origins: () => readonly string[]): v
       reply.raw.setHeader('access-control-allow-origin', any ? '*' : origin);
       if (!any) reply.raw.setHeader('vary', 'Origin');
     }
-    if (request.method !== 'OPTIONS' || request.headers['access-control-request-method'] === undefined) return;
+    if (request.method !== 'OPTIONS' || request.headers['access-control-request-method'] === undefined) return done();
     if (ok) {
       const asked = String(request.headers['access-control-request-headers'] ?? '').toLowerCase().split(',').map((h) => h.trim()).filter(Boolean);
       reply.raw.setHeader('access-control-allow-methods', METHODS);
       reply.raw.setHeader('access-control-allow-headers', [...new Set([...HEADERS, ...asked])].join(', '));
       reply.raw.setHeader('access-control-max-age', '600');
     }
-    return reply.code(204).send();
+    void reply.code(204).send();
   });
 }

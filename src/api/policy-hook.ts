@@ -74,18 +74,19 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
   const disallowed = (key: KnownKey, model: string): string | undefined =>
     modelAllowed(key.policy.models, modelNames(model, config)) ? undefined : `key "${key.name}" may not use model "${model}" (its models: ${(key.policy.models ?? []).join(', ')})`;
 
-  app.addHook('preHandler', async (request, reply) => {
+  // A callback hook (no promise per request).
+  app.addHook('preHandler', (request, reply, done) => {
     const key = knownKeyOf(request);
-    if (!key) return;
-    const refuse = (status: number, message: string, code: string, retryAfterS?: number) => {
+    if (!key) return done();
+    const refuse = (status: number, message: string, code: string, retryAfterS?: number): void => {
       if (retryAfterS !== undefined) void reply.header('retry-after', String(retryAfterS));
-      return reply.code(status).send(errorBodyFor(request.url, status, message, code));
+      void reply.code(status).send(errorBodyFor(request.url, status, message, code));
     };
     if (key.role !== 'admin' && adminOnly(request.method, request.url)) {
       return refuse(403, `key "${key.name}" is a user key: ${request.method} ${request.url.split('?')[0]} needs an admin key`, 'admin_required');
     }
     const field = requestedModel(request);
-    if (field === undefined || adminOnly(request.method, request.url)) return;
+    if (field === undefined || adminOnly(request.method, request.url)) return done();
     const refused = disallowed(key, field);
     if (refused) {
       countRefused(key.name, field);
@@ -114,6 +115,7 @@ export function registerKeyPolicy(app: ProxyApp, config: Config, registry: clien
       if (prompt > 0) tokens.inc({ key: key.name, model: field, direction: 'prompt' }, prompt);
       if (completion > 0) tokens.inc({ key: key.name, model: field, direction: 'completion' }, completion);
     });
+    done();
   });
 
   app.get('/usage', async (request, reply) => {

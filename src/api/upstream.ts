@@ -316,14 +316,21 @@ export async function openUpstream(target: UpstreamTarget, req: OpenRequest, sig
  */
 export async function forward(target: UpstreamTarget, req: ForwardRequest, res: ServerResponse): Promise<ForwardResult> {
   const errors = req.errors ?? OPENAI_ERRORS;
+  // One controller for both ends of the exchange: the client going away, or the proxy shutting down (the client
+  // then gets its last event, not a cut). `clientLeft` tells them apart.
   const abort = new AbortController();
+  let clientLeft = false;
   const onClose = () => {
-    if (!res.writableFinished) abort.abort();
+    if (res.writableFinished) return;
+    clientLeft = true;
+    abort.abort();
   };
   res.on('close', onClose);
-  // Shutdown aborts the upstream exchange too; the client then gets its last event (not a cut).
-  const linked = exchangeSignal(target, abort.signal);
-  const upstreamSignal = linked.signal;
+  const closing = target.closing;
+  const onClosing = () => abort.abort();
+  if (closing?.aborted) abort.abort();
+  closing?.addEventListener('abort', onClosing, { once: true });
+  const upstreamSignal = abort.signal;
   let bytes = 0;
   try {
     const headers: Record<string, string> = { ...target.headers, accept: req.headers?.accept ?? '*/*' };
@@ -340,7 +347,7 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
         bodyTimeout: target.bodyTimeout,
       });
     } catch (err) {
-      if (abort.signal.aborted) return { status: 499, bytes, outcome: 'client_closed' };
+      if (clientLeft) return { status: 499, bytes, outcome: 'client_closed' };
       if (!target.closing?.aborted) await target.settle?.();
       const { status, message } = target.failure(err);
       if (req.retryable && !res.headersSent && target.unsent?.(err)) throw new UpstreamUnsent(status, message);
@@ -370,11 +377,16 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
         res.end(errors.streamEvent(upstream.statusCode, text.slice(0, 2000)));
         return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
       }
-    } else {
+    }
+    const transform = req.transform?.(upstream.statusCode, outHeaders['content-type']);
+    if (!res.headersSent) {
+      // An answer passed through as it is keeps its length: the client then gets headers and body in one write,
+      // instead of chunked framing and a last write for its terminator.
+      const length = upstream.headers['content-length'];
+      if (!transform && typeof length === 'string') outHeaders['content-length'] = length;
       res.writeHead(upstream.statusCode, outHeaders);
       if (streaming) res.flushHeaders();
     }
-    const transform = req.transform?.(upstream.statusCode, outHeaders['content-type']);
     const body: AsyncIterable<Buffer | string> = transform ? transform(upstream.body) : upstream.body;
     try {
       for await (const chunk of body) {
@@ -384,7 +396,7 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
         if (!res.write(chunk) && !res.destroyed) await once(res, 'drain', { signal: upstreamSignal });
       }
     } catch (err) {
-      if (abort.signal.aborted || res.destroyed) return { status: upstream.statusCode, bytes, outcome: 'client_closed' };
+      if (clientLeft || res.destroyed) return { status: upstream.statusCode, bytes, outcome: 'client_closed' };
       if (!target.closing?.aborted) await target.settle?.();
       // Upstream broke mid-answer (or the proxy shuts down): tell a streaming client with an error event, then close.
       const failure = target.failure(err);
@@ -400,7 +412,7 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
     return { status: upstream.statusCode, bytes, outcome: 'ok' };
   } finally {
     res.off('close', onClose);
-    linked.dispose();
+    closing?.removeEventListener('abort', onClosing);
   }
 }
 
