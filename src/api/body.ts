@@ -1,7 +1,10 @@
-/** Request bodies kept as received (raw bytes, forwarded as they came) and parsed once; the client going away. */
+/**
+ * Request bodies kept as received (raw bytes, forwarded as they came) and parsed once, a large one field by field
+ * as it is read; the client going away.
+ */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ClientError } from '../models/index.js';
-import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH } from './request-guard.js';
+import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, topLevelFields, type TopLevelFields } from './request-guard.js';
 
 export interface ParsedBody {
   raw: Buffer;
@@ -17,6 +20,45 @@ declare module 'fastify' {
 export interface BodyParserLimits {
   /** Deepest nesting of arrays and objects accepted (`server.maxJsonDepth`). */
   maxJsonDepth: number;
+  /** Object bodies from this size on are parsed a top-level field at a time, when the field is read (default 16 KiB). */
+  lazyFromBytes?: number;
+}
+
+const LAZY_FROM_BYTES = 16 * 1024;
+
+/**
+ * A large object body whose top-level values are parsed when first read (a getter per field; assigning one
+ * replaces it). A request forwarded as it came reads its `model`, `stream` and the guarded fields: a coding
+ * agent's 200 KB history is then never decoded nor parsed by the proxy (about 0.6 ms and as many bytes again of
+ * garbage). A value that is not valid JSON is a 400 when it is read; one never read is llama-server's to refuse,
+ * which it does with a 400 of its own (its parser is as strict as JSON.parse).
+ */
+function lazyObject(raw: Buffer, fields: TopLevelFields): Record<string, unknown> {
+  const object: Record<string, unknown> = {};
+  for (const [name, [start, end]] of fields) {
+    let read = false;
+    let value: unknown;
+    Object.defineProperty(object, name, {
+      enumerable: true,
+      configurable: true,
+      get() {
+        if (!read) {
+          try {
+            value = JSON.parse(raw.toString('utf8', start, end));
+          } catch (err) {
+            throw new ClientError(400, 'invalid_json', `field ${JSON.stringify(name.slice(0, 64))} of the request body is not valid JSON: ${(err as Error).message}`);
+          }
+          read = true;
+        }
+        return value;
+      },
+      set(v: unknown) {
+        value = v;
+        read = true;
+      },
+    });
+  }
+  return object;
 }
 
 type BodyParser = (request: FastifyRequest, body: Buffer | string, done: (err: Error | null, value?: unknown) => void) => void;
@@ -24,9 +66,11 @@ type BodyParser = (request: FastifyRequest, body: Buffer | string, done: (err: E
 /**
  * A fastify content-type parser (parseAs: 'buffer') that keeps the raw bytes and parses them as JSON. Every route
  * family's body comes through here before its route runs, so this is where a body that would crash or stall
- * llama-server is refused (request-guard.ts): its depth on the raw bytes before JSON.parse, its fields after.
+ * llama-server is refused (request-guard.ts): its depth on the raw bytes before JSON.parse, its fields after. An
+ * object body of `lazyFromBytes` or more is not parsed whole (lazyObject).
  */
 export function jsonBodyParser(limits: BodyParserLimits = { maxJsonDepth: DEFAULT_MAX_JSON_DEPTH }): BodyParser {
+  const lazyFrom = limits.lazyFromBytes ?? LAZY_FROM_BYTES;
   return (request, body, done) => {
     const raw = typeof body === 'string' ? Buffer.from(body) : body;
     if (raw.length === 0) {
@@ -39,14 +83,17 @@ export function jsonBodyParser(limits: BodyParserLimits = { maxJsonDepth: DEFAUL
       done(tooDeep, undefined);
       return;
     }
+    const fields = raw.length >= lazyFrom ? topLevelFields(raw) : undefined;
     let json: unknown;
+    let refused: ClientError | undefined;
     try {
-      json = JSON.parse(raw.toString('utf8'));
+      json = fields ? lazyObject(raw, fields) : JSON.parse(raw.toString('utf8'));
+      // The guarded fields of a lazy body are parsed here: one that is not valid JSON is refused now.
+      refused = checkBodyFields(json);
     } catch (err) {
-      done(new ClientError(400, 'invalid_json', `request body is not valid JSON: ${(err as Error).message}`), undefined);
+      done(err instanceof ClientError ? err : new ClientError(400, 'invalid_json', `request body is not valid JSON: ${(err as Error).message}`), undefined);
       return;
     }
-    const refused = checkBodyFields(json);
     if (refused) {
       done(refused, undefined);
       return;

@@ -57,6 +57,18 @@ const CLOSE_BRACKET = 0x5d;
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
+/** The index of the quote that ends the string whose content starts at `from`; -1 when none does. */
+function stringEnd(bytes: Buffer, from: number): number {
+  let end = bytes.indexOf(QUOTE, from);
+  while (end > 0) {
+    let slashes = 0;
+    while (bytes[end - 1 - slashes] === BACKSLASH) slashes++;
+    if (slashes % 2 === 0) return end;
+    end = bytes.indexOf(QUOTE, end + 1);
+  }
+  return -1;
+}
+
 /**
  * The raw body nests deeper than `max` arrays/objects: a ClientError naming the top-level field where it does.
  * Brackets inside strings are skipped; the bytes are not validated (JSON.parse does that next). UTF-8 continuation
@@ -74,13 +86,7 @@ export function checkJsonDepth(raw: Uint8Array, max: number): ClientError | unde
     const c = bytes[i]!;
     if (c === QUOTE) {
       const start = i + 1;
-      let end = bytes.indexOf(QUOTE, start);
-      while (end > 0) {
-        let slashes = 0;
-        while (bytes[end - 1 - slashes] === BACKSLASH) slashes++;
-        if (slashes % 2 === 0) break;
-        end = bytes.indexOf(QUOTE, end + 1);
-      }
+      const end = stringEnd(bytes, start);
       // An unterminated string: nothing after it can nest (JSON.parse refuses the body next).
       if (end < 0) return undefined;
       if (depth === 1) key = [start, end];
@@ -96,6 +102,90 @@ export function checkJsonDepth(raw: Uint8Array, max: number): ClientError | unde
     }
   }
   return undefined;
+}
+
+const COLON = 0x3a;
+const COMMA = 0x2c;
+
+/** Where a top-level object's values lie in the body: [start, end) of each (the last one of a repeated key). */
+export type TopLevelFields = Map<string, [number, number]>;
+
+function isSpace(c: number | undefined): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+function skipSpace(bytes: Buffer, i: number): number {
+  while (isSpace(bytes[i])) i++;
+  return i;
+}
+
+/** Just past the JSON value that starts at `start`: a string, a nested array or object (strings skipped), or a scalar's run of bytes. */
+function valueEnd(bytes: Buffer, start: number): number {
+  const c = bytes[start];
+  if (c === undefined) return -1;
+  if (c === QUOTE) {
+    const end = stringEnd(bytes, start + 1);
+    return end < 0 ? -1 : end + 1;
+  }
+  if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+    let depth = 0;
+    for (let i = start; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (b === QUOTE) {
+        i = stringEnd(bytes, i + 1);
+        if (i < 0) return -1;
+      } else if (b === OPEN_BRACE || b === OPEN_BRACKET) depth++;
+      else if ((b === CLOSE_BRACE || b === CLOSE_BRACKET) && --depth === 0) return i + 1;
+    }
+    return -1;
+  }
+  let i = start;
+  while (i < bytes.length && bytes[i] !== COMMA && bytes[i] !== CLOSE_BRACE && bytes[i] !== CLOSE_BRACKET && !isSpace(bytes[i])) i++;
+  return i === start ? -1 : i;
+}
+
+/**
+ * The top-level fields of a body that is a JSON object, found by following its structure only (strings skipped
+ * with memchr, nothing decoded but the keys): undefined when its top level is not a well-formed object, so that
+ * JSON.parse gives the error. A key with escapes is decoded as JSON.parse would (a field cannot hide behind
+ * `\u0067rammar`). The values themselves are not validated: each is parsed when it is read (body.ts).
+ */
+export function topLevelFields(bytes: Buffer): TopLevelFields | undefined {
+  const fields: TopLevelFields = new Map();
+  let i = skipSpace(bytes, 0);
+  if (bytes[i] !== OPEN_BRACE) return undefined;
+  i = skipSpace(bytes, i + 1);
+  if (bytes[i] === CLOSE_BRACE) return skipSpace(bytes, i + 1) === bytes.length ? fields : undefined;
+  for (;;) {
+    if (bytes[i] !== QUOTE) return undefined;
+    const keyEnd = stringEnd(bytes, i + 1);
+    if (keyEnd < 0) return undefined;
+    let escaped = false;
+    for (let k = i + 1; k < keyEnd && !escaped; k++) escaped = bytes[k] === BACKSLASH;
+    let key: string;
+    if (!escaped) key = bytes.toString('utf8', i + 1, keyEnd);
+    else {
+      try {
+        key = JSON.parse(bytes.toString('utf8', i, keyEnd + 1)) as string;
+      } catch {
+        return undefined;
+      }
+    }
+    i = skipSpace(bytes, keyEnd + 1);
+    if (bytes[i] !== COLON) return undefined;
+    const start = skipSpace(bytes, i + 1);
+    const end = valueEnd(bytes, start);
+    if (end < 0) return undefined;
+    fields.delete(key);
+    fields.set(key, [start, end]);
+    i = skipSpace(bytes, end);
+    if (bytes[i] === COMMA) {
+      i = skipSpace(bytes, i + 1);
+      continue;
+    }
+    if (bytes[i] !== CLOSE_BRACE) return undefined;
+    return skipSpace(bytes, i + 1) === bytes.length ? fields : undefined;
+  }
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { jsonBodyParser } from '../../src/api/body.js';
 import fc from 'fast-check';
-import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, FIELD_LIMITS, grammarNesting } from '../../src/api/request-guard.js';
+import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, FIELD_LIMITS, grammarNesting, topLevelFields } from '../../src/api/request-guard.js';
 import { buildConfig } from '../../src/config/index.js';
 import { ClientError } from '../../src/models/errors.js';
 
@@ -55,6 +55,44 @@ describe('checkJsonDepth', () => {
     const started = performance.now();
     checkJsonDepth(raw, 1_000_001);
     expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('topLevelFields', () => {
+  const valuesOf = (text: string) => {
+    const raw = bytes(text);
+    const fields = topLevelFields(raw);
+    return fields && Object.fromEntries([...fields].map(([k, [start, end]]) => [k, JSON.parse(raw.toString('utf8', start, end)) as unknown]));
+  };
+
+  it('finds every top-level value of any JSON object, as JSON.parse reads it (spacing, escapes, unicode keys)', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ unit: 'binary' }), fc.jsonValue({ maxDepth: 4 })), fc.integer({ min: 0, max: 2 }), (object, indent) => {
+        const text = JSON.stringify(object, null, indent);
+        expect(valuesOf(text)).toEqual(JSON.parse(text));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it.each([
+    ['the last of a repeated key wins, as in JSON.parse', '{"model":"a","model":"b"}', { model: 'b' }],
+    ['an escaped key is decoded: a guarded field cannot hide behind it', '{"\u0067rammar":"root ::= x"}', { grammar: 'root ::= x' }],
+    ['the empty object', ' { } ', {}],
+  ])('%s', (_name, text, expected) => {
+    expect(valuesOf(text)).toEqual(expected);
+  });
+
+  it.each([
+    ['an array', '[1,2]'],
+    ['trailing bytes', '{"a":1} x'],
+    ['a missing colon', '{"a" 1}'],
+    ['a missing value', '{"a":}'],
+    ['an unterminated string', '{"a":"x'],
+    ['an unclosed object', '{"a":[1,2]'],
+    ['a key that is not a string', '{a:1}'],
+  ])('is undefined for a top level that is not a well-formed object: %s', (_name, text) => {
+    expect(topLevelFields(bytes(text))).toBeUndefined();
   });
 });
 
@@ -157,6 +195,53 @@ describe('jsonBodyParser', () => {
 
   it('still says invalid JSON for a shallow malformed body', () => {
     expect((parse('{"a":').err as ClientError).code).toBe('invalid_json');
+  });
+
+  describe('a large body (from 16 KiB)', () => {
+    const history = Array.from({ length: 400 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `line ${i}: "quoted" \\ é ${'x'.repeat(40)}` }));
+    const large = (extra: Record<string, unknown> = {}) => JSON.stringify({ model: 'm', stream: true, messages: history, ...extra });
+
+    it('reads as the parsed body: every field, spread, re-serialized', () => {
+      const text = large({ temperature: 0.5 });
+      expect(text.length).toBeGreaterThan(16 * 1024);
+      const { err, value } = parse(text);
+      expect(err).toBeNull();
+      const body = value as Record<string, unknown>;
+      expect(body.model).toBe('m');
+      expect(body.stream).toBe(true);
+      expect(Object.keys(body)).toEqual(['model', 'stream', 'messages', 'temperature']);
+      expect({ ...body }).toEqual(JSON.parse(text));
+      expect(JSON.parse(JSON.stringify(body))).toEqual(JSON.parse(text));
+      body.model = 'other';
+      expect(body.model).toBe('other');
+    });
+
+    it('checks the guarded fields when it arrives, an escaped name too', () => {
+      expect((parse(large({ dry_penalty_last_n: 1e9 })).err as ClientError).code).toBe('invalid_parameter');
+      const hidden = large().replace('"model"', `"gr\u0061mmar":${JSON.stringify('x ::= '.repeat(10_000))},"model"`);
+      expect((parse(hidden).err as ClientError).code).toBe('grammar_too_large');
+    });
+
+    it('refuses a guarded field that is not valid JSON when it arrives, another field with a 400 when it is read', () => {
+      expect((parse(large().replace('"model":"m"', '"tools":[1,}],"model":"m"')).err as ClientError).code).toBe('invalid_json');
+      const { err, value } = parse(large().replace('"stream":true', '"stream":tru'));
+      expect(err).toBeNull();
+      expect((value as Record<string, unknown>).model).toBe('m');
+      let read: unknown;
+      try {
+        read = (value as Record<string, unknown>).stream;
+      } catch (e) {
+        read = e;
+      }
+      expect(read).toBeInstanceOf(ClientError);
+      expect((read as ClientError).status).toBe(400);
+      expect((read as ClientError).message).toMatch(/^field "stream" of the request body is not valid JSON/);
+    });
+
+    it('still refuses depth and a malformed top level as a small one does', () => {
+      expect((parse(large({ x: JSON.parse(nested(100)) as unknown })).err as ClientError).code).toBe('json_too_deep');
+      expect((parse(`${large()} trailing`).err as ClientError).code).toBe('invalid_json');
+    });
   });
 });
 
