@@ -1,10 +1,14 @@
 /**
  * bench:proxy — what the proxy costs, next to what a plain reverse proxy costs. One tiny model, one llama-server
- * instance (the proxy's own), measured three ways in one run, in rotating rounds so drift hits every side alike:
+ * instance (the proxy's own), measured three ways in one run so drift hits every side alike: the sequential cells
+ * (c=1, TTFT, the large body) send request i to each side in turn, the c=16 cell runs the sides one after another
+ * in rotating rounds:
  *   - direct: the instance's own port (with its API key);
  *   - nginx: nginx on loopback in front of the same instance (keep-alive upstream, HTTP/1.1, no response
  *     buffering), started and stopped by the bench; skipped with a reason when `nginx` is not installed
  *     (Debian: apt-get install nginx-light);
+ *   - node: the floor of any proxy written in Node (bench/node-floor.ts: node:http and one undici pool, nothing
+ *     else), its own process; skipped with BENCH_NODE_FLOOR=none;
  *   - proxy: llama-smart-proxy, run as its own process (`serve`), as users run it.
  * Cells:
  *   - short non-streamed completions at concurrency 1 and 16: latency p50/p99 and throughput;
@@ -71,7 +75,7 @@ const BODY_BYTES = Number(values['body-kb']) * 1000;
 const SLOTS = 16;
 const CELLS = new Set(values.cells!.split(','));
 
-type Side = 'direct' | 'nginx' | 'proxy';
+type Side = 'direct' | 'nginx' | 'node' | 'proxy';
 type Cell = 'c1' | 'c16' | 'ttft' | 'big';
 
 interface Sample {
@@ -81,7 +85,7 @@ interface Sample {
   cpu?: Record<Proc, number>;
 }
 
-type Proc = 'proxy' | 'nginx' | 'llama';
+type Proc = 'proxy' | 'nginx' | 'node' | 'llama';
 const CLOCK_TICKS = 100;
 
 /** CPU milliseconds (user + system) a process has used so far; 0 once it is gone. */
@@ -182,37 +186,53 @@ function bigBody(bytes: number): Buffer {
   return Buffer.from(text);
 }
 
+/** One non-streamed completion: its latency in milliseconds. */
+async function oneCompletion(client: UndiciPool, i: number, payload?: Buffer): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const res = await send(client, payload ?? body(i));
+  const text = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`${sideOf.get(client)}: status ${res.statusCode}: ${text.slice(0, 300)}`);
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+/** One streamed completion: milliseconds to its first data event. */
+async function oneFirstToken(client: UndiciPool, i: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const res = await send(client, body(i, true));
+  let first = 0;
+  for await (const chunk of res.body) {
+    if (!first && chunk.toString().includes('data: {')) first = Number(process.hrtime.bigint() - t0) / 1e6;
+  }
+  if (res.statusCode !== 200 || !first) throw new Error(`${sideOf.get(client)}: stream: status ${res.statusCode}, no data event`);
+  return first;
+}
+
+/**
+ * Sequential requests to every side in turn (request i to each side, the side going first rotating), so that what
+ * else the machine does at any moment hits every side alike: blocks of one side after another let a burst of
+ * other work land on one side only, which at c=1 moved a side's p50 by more than the difference measured.
+ */
+async function interleaved(clients: UndiciPool[], count: number, one: (client: UndiciPool, i: number) => Promise<number>): Promise<Sample[]> {
+  const out: Sample[] = clients.map(() => ({ latencies: [], wallMs: 0 }));
+  for (let i = 0; i < count; i++) {
+    for (let k = 0; k < clients.length; k++) {
+      const j = (k + i) % clients.length;
+      const t0 = process.hrtime.bigint();
+      out[j]!.latencies.push(await one(clients[j]!, i));
+      out[j]!.wallMs += Number(process.hrtime.bigint() - t0) / 1e6;
+    }
+  }
+  return out;
+}
+
 async function completions(client: UndiciPool, count: number, concurrency: number, payload?: Buffer): Promise<Sample> {
   const latencies: number[] = [];
   let next = 0;
   const started = process.hrtime.bigint();
   async function worker(): Promise<void> {
-    while (next < count) {
-      const i = next++;
-      const t0 = process.hrtime.bigint();
-      const res = await send(client, payload ?? body(i));
-      const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`${sideOf.get(client)}: status ${res.statusCode}: ${text.slice(0, 300)}`);
-      latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-    }
+    while (next < count) latencies.push(await oneCompletion(client, next++, payload));
   }
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { latencies, wallMs: Number(process.hrtime.bigint() - started) / 1e6 };
-}
-
-async function firstTokens(client: UndiciPool, count: number): Promise<Sample> {
-  const latencies: number[] = [];
-  const started = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) {
-    const t0 = process.hrtime.bigint();
-    const res = await send(client, body(i, true));
-    let first = 0;
-    for await (const chunk of res.body) {
-      if (!first && chunk.toString().includes('data: {')) first = Number(process.hrtime.bigint() - t0) / 1e6;
-    }
-    if (res.statusCode !== 200 || !first) throw new Error(`${sideOf.get(client)}: stream: status ${res.statusCode}, no data event`);
-    latencies.push(first);
-  }
   return { latencies, wallMs: Number(process.hrtime.bigint() - started) / 1e6 };
 }
 
@@ -360,6 +380,33 @@ http {
   return { url: `http://127.0.0.1:${port}`, conf, pids: [child.pid!, ...childrenOf(child.pid!)], stop };
 }
 
+interface NodeFloor {
+  url: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** bench/node-floor.ts in its own process (as the proxy runs in its own), in front of the instance. */
+async function startNodeFloor(upstreamPort: number, key: string): Promise<NodeFloor> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', path.resolve('bench/node-floor.ts'), String(port), String(upstreamPort), key], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  const deadline = Date.now() + 30_000;
+  while (!output.includes('listening on') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  if (!output.includes('listening on')) {
+    await stop();
+    throw new Error(`the node floor did not start:\n${output}`);
+  }
+  return { url: `http://127.0.0.1:${port}`, child, stop };
+}
+
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
@@ -420,6 +467,7 @@ async function main(): Promise<void> {
   );
   const proxy = await spawnProxy(configFile);
   let nginx: Nginx | undefined;
+  let floor: NodeFloor | undefined;
   const pools: UndiciPool[] = [];
   try {
     const load = await fetch(`${proxy.url}/models/load`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":"bench"}' });
@@ -442,11 +490,20 @@ async function main(): Promise<void> {
       pools.push(pool);
       nginxNote = `nginx: ${nginxBinary}, ${values['nginx-workers']} worker(s), keepalive upstream, proxy_buffering off (${nginx.conf})`;
     }
-    const sides = (['direct', 'nginx', 'proxy'] as const).filter((s) => clients[s]);
+    // The floor of a Node proxy (bench/node-floor.ts): what node:http and undici cost alone.
+    let nodeNote = 'node: skipped (BENCH_NODE_FLOOR=none)';
+    if (process.env.BENCH_NODE_FLOOR !== 'none') {
+      floor = await startNodeFloor(loaded.instance.port, key);
+      const pool = new UndiciPool(floor.url, { connections: SLOTS + 1 });
+      clients.node = pool;
+      pools.push(pool);
+      nodeNote = `node: bench/node-floor.ts (node:http + one undici pool, nothing else), pid ${floor.child.pid}`;
+    }
+    const sides = (['direct', 'nginx', 'node', 'proxy'] as const).filter((s) => clients[s]);
     for (const side of sides) sideOf.set(clients[side]!, side);
     const big = bigBody(BODY_BYTES);
 
-    console.log(`llama-server ${tools.server}\n${nginxNote}`);
+    console.log(`llama-server ${tools.server}\n${nginxNote}\n${nodeNote}`);
     console.log(`model: tiny llama (${values.layers} layers, embd ${values.embd}), ${SLOTS} slots; ${REQUESTS} requests x ${ROUNDS} rounds per cell, max_tokens ${MAX_TOKENS}; large body ${big.length} bytes`);
     console.log(`load average before: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')} (${os.cpus().length} cores)\n`);
     // Warm up every path (connections, prompt cache).
@@ -456,25 +513,40 @@ async function main(): Promise<void> {
     }
 
     const results = {} as Record<Cell, Record<Side, Sample[]>>;
-    for (const cell of ['c1', 'c16', 'ttft', 'big'] as const) results[cell] = { direct: [], nginx: [], proxy: [] };
-    const procs: Record<Proc, number[]> = { proxy: [proxy.child.pid!], nginx: nginx?.pids ?? [], llama: [loaded.instance.pid] };
+    for (const cell of ['c1', 'c16', 'ttft', 'big'] as const) results[cell] = { direct: [], nginx: [], node: [], proxy: [] };
+    const procs: Record<Proc, number[]> = { proxy: [proxy.child.pid!], nginx: nginx?.pids ?? [], node: floor ? [floor.child.pid!] : [], llama: [loaded.instance.pid] };
     const cpuNow = () => Object.fromEntries(Object.entries(procs).map(([k, pids]) => [k, pids.reduce((a, pid) => a + cpuMsOf(pid), 0)])) as Record<Proc, number>;
     const measure = async (cell: Cell, side: Side, run: () => Promise<Sample>) => {
       if (!CELLS.has(cell)) return;
       const before = cpuNow();
       const sample = await run();
       const after = cpuNow();
-      sample.cpu = { proxy: after.proxy - before.proxy, nginx: after.nginx - before.nginx, llama: after.llama - before.llama };
+      sample.cpu = { proxy: after.proxy - before.proxy, nginx: after.nginx - before.nginx, node: after.node - before.node, llama: after.llama - before.llama };
       results[cell][side].push(sample);
       if (process.env.BENCH_VERBOSE) console.error(`${cell} ${side}: ${((sample.latencies.length / sample.wallMs) * 1000).toFixed(1)} req/s, llama-server cpu ${(sample.cpu.llama / sample.latencies.length).toFixed(2)} ms/req`);
+    };
+    // The sequential cells, sides interleaved request by request: each process's CPU is counted on its own side
+    // (the proxy process on the proxy's, nginx on nginx's), llama-server's split evenly between the sides.
+    const owner: Record<Proc, Side | undefined> = { proxy: 'proxy', nginx: 'nginx', node: 'node', llama: undefined };
+    const measureInterleaved = async (cell: Cell, count: number, one: (client: UndiciPool, i: number) => Promise<number>) => {
+      if (!CELLS.has(cell)) return;
+      const before = cpuNow();
+      const samples = await interleaved(sides.map((s) => clients[s]!), count, one);
+      const after = cpuNow();
+      sides.forEach((side, k) => {
+        const share = (proc: Proc) => (owner[proc] === undefined ? (after[proc] - before[proc]) / sides.length : owner[proc] === side ? after[proc] - before[proc] : 0);
+        const sample = samples[k]!;
+        sample.cpu = { proxy: share('proxy'), nginx: share('nginx'), node: share('node'), llama: share('llama') };
+        results[cell][side].push(sample);
+      });
     };
     for (let round = 0; round < ROUNDS; round++) {
       // Each side goes first in turn.
       const order = sides.map((_, i) => sides[(i + round) % sides.length]!);
-      for (const side of order) await measure('c1', side, () => completions(clients[side]!, REQUESTS, 1));
+      await measureInterleaved('c1', REQUESTS, (client, i) => oneCompletion(client, i));
       for (const side of order) await measure('c16', side, () => completions(clients[side]!, REQUESTS * 2, 16));
-      for (const side of order) await measure('ttft', side, () => firstTokens(clients[side]!, Math.max(50, REQUESTS / 4)));
-      for (const side of order) await measure('big', side, () => completions(clients[side]!, Math.max(50, REQUESTS / 2), 1, big));
+      await measureInterleaved('ttft', Math.max(50, REQUESTS / 4), oneFirstToken);
+      await measureInterleaved('big', Math.max(50, REQUESTS / 2), (client, i) => oneCompletion(client, i, big));
     }
     const loadAfter = os.loadavg();
 
@@ -489,7 +561,7 @@ async function main(): Promise<void> {
         const samples = results[cell][side];
         const count = samples.reduce((a, x) => a + x.latencies.length, 0);
         const per = (k: Proc) => samples.reduce((a, x) => a + (x.cpu?.[k] ?? 0), 0) / count;
-        cpu[cell][side] = { proxy: per('proxy'), nginx: per('nginx'), llama: per('llama') };
+        cpu[cell][side] = { proxy: per('proxy'), nginx: per('nginx'), node: per('node'), llama: per('llama') };
       }
     }
     const col = (v: number | undefined, digits = 3) => (v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits)).padStart(10);
@@ -517,11 +589,13 @@ async function main(): Promise<void> {
     row(`${Math.round(big.length / 1000)} KB body p50 ms`, (s) => m.big[s]!.p50);
     row(`${Math.round(big.length / 1000)} KB body p99 ms`, (s) => m.big[s]!.p99);
     row(`${Math.round(big.length / 1000)} KB body added p50 ms`, (s) => added('big', s));
-    // Per request, from /proc (10 ms ticks): the proxy process also reads its instance's log on every side.
+    // Per request, from /proc (10 ms ticks). Sequential cells ran interleaved: a process's CPU is on its own side,
+    // llama-server's split evenly. At c=16 (sides one after another) the proxy column's llama-server row and the
+    // direct column's proxy row show what the proxy costs the instance and what it does in the background.
     console.log(`\nCPU ms per request${''.padEnd(12)}${sides.map((s) => s.padStart(10)).join('')}`);
     for (const [cell, label] of [['c1', 'c=1'], ['c16', 'c=16'], ['ttft', 'TTFT'], ['big', `${Math.round(big.length / 1000)} KB`]] as const) {
-      for (const [proc, name] of [['proxy', 'proxy process'], ['nginx', 'nginx'], ['llama', 'llama-server']] as const) {
-        if (proc === 'nginx' && !clients.nginx) continue;
+      for (const [proc, name] of [['proxy', 'proxy process'], ['nginx', 'nginx'], ['node', 'node floor'], ['llama', 'llama-server']] as const) {
+        if ((proc === 'nginx' && !clients.nginx) || (proc === 'node' && !clients.node)) continue;
         row(`${label} ${name}`, (s) => cpu[cell][s]![proc]);
       }
     }
@@ -536,10 +610,15 @@ async function main(): Promise<void> {
     ];
     console.log('\ngoals (proxy):');
     for (const [goal, met, detail] of goals) console.log(`  ${met === undefined ? 'n/a ' : met ? 'met ' : 'NOT '} ${goal}: ${detail}`);
+    if (clients.node) {
+      const n = (c: Cell) => added(c, 'node')!;
+      console.log(`\nthe Node floor adds ${n('c1').toFixed(3)} ms at c=1 and ${n('big').toFixed(3)} ms with the large body: the proxy's own share is ${(p('c1') - n('c1')).toFixed(3)} / ${(p('big') - n('big')).toFixed(3)} ms`);
+    }
     if (values.json) writeFileSync(values.json, `${JSON.stringify({ sides, bodyBytes: big.length, loadAfter, results: m, c16RoundRatio: Object.fromEntries(sides.map((s) => [s, roundRatio(s)])), cpuMsPerRequest: cpu }, null, 2)}\n`);
   } finally {
     await Promise.all(pools.map((c) => c.close().catch(() => {})));
     await nginx?.stop();
+    await floor?.stop();
     await stopProxy(proxy.child);
     rmSync(root, { recursive: true, force: true });
   }
