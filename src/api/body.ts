@@ -9,6 +9,8 @@ import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, topLevelFields
 export interface ParsedBody {
   raw: Buffer;
   json: unknown;
+  /** Parsed a field at a time (lazyObject): the fields not read were never checked to be valid JSON. */
+  partial?: true;
 }
 
 declare module 'fastify' {
@@ -30,8 +32,9 @@ const LAZY_FROM_BYTES = 16 * 1024;
  * A large object body whose top-level values are parsed when first read (a getter per field; assigning one
  * replaces it). A request forwarded as it came reads its `model`, `stream` and the guarded fields: a coding
  * agent's 200 KB history is then never decoded nor parsed by the proxy (about 0.6 ms and as many bytes again of
- * garbage). A value that is not valid JSON is a 400 when it is read; one never read is llama-server's to refuse,
- * which it does with a 400 of its own (its parser is as strict as JSON.parse).
+ * garbage). A value that is not valid JSON is a 400 when it is read; one never read is llama-server's to refuse
+ * (its parser is as strict as JSON.parse), which it does with a 500 naming the parse error: serve-prompt.ts turns
+ * that answer into the 400 `invalid_json` the whole body would have had, in the family's shape.
  */
 function lazyObject(raw: Buffer, fields: TopLevelFields): Record<string, unknown> {
   const object: Record<string, unknown> = {};
@@ -98,7 +101,7 @@ export function jsonBodyParser(limits: BodyParserLimits = { maxJsonDepth: DEFAUL
       done(refused, undefined);
       return;
     }
-    request.parsedBody = { raw, json };
+    request.parsedBody = fields ? { raw, json, partial: true } : { raw, json };
     done(null, json);
   };
 }

@@ -22,7 +22,7 @@ import { progressStarted } from './model-resolution.js';
 import { ReasoningProgress, watchLoad } from './loading-progress.js';
 import { applyRequestRules } from './request-rules.js';
 import { keepModelAndStream, routeId, routeRules, type ModelRoute, type PromptPipeline, type Upstream } from './prompt-pipeline.js';
-import { forward, OPENAI_ERRORS, writeRawError, type BodyTransform, type ErrorFormat } from './upstream.js';
+import { errorMessageOf, forward, OPENAI_ERRORS, writeRawError, type BodyTransform, type ErrorFormat } from './upstream.js';
 
 /** Where a request goes on its instance. */
 export interface Target {
@@ -120,6 +120,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
             retryable,
             errors,
             tap: (chunk) => tail.push(chunk),
+            ...(body === request.parsedBody?.raw && request.parsedBody?.partial ? { rewriteError: (status: number, text: string) => unparsedBodyError(status, text, errors) } : {}),
             ...(options.transform ? { transform: options.transform(() => upstream.release()) } : {}),
           },
           reply.raw,
@@ -143,6 +144,15 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
     writeRawError(reply.raw, errors, err);
     request.log.info({ url: request.url, reason: (err as Error).message }, 'request failed on its second try');
   }
+}
+
+/**
+ * llama-server's answer to a body that is not valid JSON (a 500 naming nlohmann's parse error) as the 400 the proxy
+ * gives such a body itself, in the family's shape: for a large body sent on before all of it was parsed (body.ts).
+ */
+function unparsedBodyError(status: number, text: string, errors: ErrorFormat): { status: number; body: string } | undefined {
+  if (status !== 500 || !text.includes('json.exception.parse_error')) return undefined;
+  return { status: 400, body: errors.body(400, `request body is not valid JSON: ${errorMessageOf(text)}`, 'invalid_json') };
 }
 
 /** A prompt: straight through when it names no agent, else through its agent chain. */

@@ -196,6 +196,11 @@ export interface ForwardRequest {
   retryable?: boolean;
   /** Sees every chunk sent to the client (token accounting reads the end of the answer). */
   tap?: (chunk: Buffer | string) => void;
+  /**
+   * A whole (not streamed) error answer read before it goes out: what to answer instead (a status and a JSON
+   * body), or undefined to pass it on as it came.
+   */
+  rewriteError?: (status: number, text: string) => { status: number; body: string } | undefined;
 }
 
 export interface ForwardResult {
@@ -377,6 +382,15 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
         res.end(errors.streamEvent(upstream.statusCode, text.slice(0, 2000)));
         return { status: upstream.statusCode, bytes, outcome: 'upstream_error' };
       }
+    }
+    if (req.rewriteError && upstream.statusCode >= 400 && !streaming && !res.headersSent) {
+      const text = await upstream.body.text();
+      const rewritten = req.rewriteError(upstream.statusCode, text);
+      const status = rewritten?.status ?? upstream.statusCode;
+      const body = rewritten?.body ?? text;
+      req.tap?.(body);
+      res.writeHead(status, { ...outHeaders, 'content-type': rewritten ? 'application/json' : (outHeaders['content-type'] ?? 'application/json'), 'content-length': String(Buffer.byteLength(body)) }).end(body);
+      return { status, bytes: Buffer.byteLength(body), outcome: 'ok' };
     }
     const transform = req.transform?.(upstream.statusCode, outHeaders['content-type']);
     if (!res.headersSent) {

@@ -235,6 +235,20 @@ describe.skipIf(!tools.server)(`fuzzed request bodies (seed ${SEED})${tools.reas
     });
   });
 
+  it('a large body (read a field at a time) with a broken value in a field the proxy never reads: 400 invalid_json in the family\'s shape', async () => {
+    for (const r of ROUTES.filter((x) => x.family !== 'ollama')) {
+      for (const broken of ['[1,2,}', '{"a" 1}', 'tru', '[1,,2]', '01']) {
+        const body = withRawField({ ...r.base, padding: 'x'.repeat(20_000) }, 'broken', broken);
+        const res = await post(`${t.url}${r.path}`, body);
+        expect({ path: r.path, broken, status: res.status, message: errorMessage(r.family, res.json) }).toMatchObject({ status: 400, message: expect.stringMatching(/^request body is not valid JSON/) });
+        expect((res.json as { error: { type: string } }).error.type).toBe('invalid_request_error');
+      }
+    }
+    // The instance that read them is still there, and answers.
+    const ok = await post(`${t.url}/v1/completions`, JSON.stringify({ model: MODEL, prompt: 'hi', max_tokens: 2, padding: 'x'.repeat(20_000) }));
+    expect(ok.status).toBe(200);
+  });
+
   describe('(b) with an instance serving another client\'s stream', () => {
     /** Another client: one streamed chat after another until stopped; every one must end normally. */
     function backgroundStreams(maxTokens: number): { first: Promise<void>; stop: () => Promise<StreamRecord[]> } {

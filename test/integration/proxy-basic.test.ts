@@ -46,6 +46,12 @@ describe.skipIf(!tools.server)(`proxy over a real llama-server${tools.reason ? `
     expect(res.json.model).toBe('tiny-a');
     expect(typeof res.json.choices[0].message.content).toBe('string');
     expect(res.json.usage.completion_tokens).toBeGreaterThan(0);
+    // A whole answer passed through keeps llama-server's length (one write to the client, no chunked framing).
+    const whole = await fetch(`${t.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny-a', prompt: 'Hello', max_tokens: 4 }) });
+    const bytes = (await whole.arrayBuffer()).byteLength;
+    expect(whole.status).toBe(200);
+    expect(whole.headers.get('content-length')).toBe(String(bytes));
+    expect(whole.headers.get('transfer-encoding')).toBeNull();
 
     const health = (await (await fetch(`${t.url}/health`)).json()) as any;
     expect(health.servers).toHaveLength(1);
