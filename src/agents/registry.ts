@@ -76,6 +76,18 @@ export class AgentRegistry {
   }
 
   /**
+   * Whether `plan` can return a chain for a request to `modelId` whose prompt text is `prompt()` (read only when it
+   * matters; undefined: the request has none): false when no agent is loaded, the model has no agents of its own
+   * and the prompt does not start with "/". Lets a caller skip translating or parsing a body that runs no agent.
+   */
+  mayPlan(modelId: string, prompt: () => string | undefined): boolean {
+    if (this.byName.size === 0) return false;
+    if (this.modelChains.has(modelId)) return true;
+    const text = prompt();
+    return text !== undefined && startsWithSlash(text);
+  }
+
+  /**
    * The agents a request runs and the body they start from, or undefined when it runs none: then the caller
    * forwards the request exactly as received. Cheap when the prompt does not start with "/".
    */

@@ -4,13 +4,15 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ClientError } from '../models/index.js';
-import { checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, topLevelFields, type TopLevelFields } from './request-guard.js';
+import { arrayElements, checkBodyFields, checkJsonDepth, DEFAULT_MAX_JSON_DEPTH, topLevelFields, type TopLevelFields } from './request-guard.js';
 
 export interface ParsedBody {
   raw: Buffer;
   json: unknown;
   /** Parsed a field at a time (lazyObject): the fields not read were never checked to be valid JSON. */
   partial?: true;
+  /** Where a partial body's top-level values lie in `raw`. */
+  fields?: TopLevelFields;
 }
 
 declare module 'fastify' {
@@ -36,6 +38,15 @@ const LAZY_FROM_BYTES = 16 * 1024;
  * (its parser is as strict as JSON.parse), which it does with a 500 naming the parse error: serve-prompt.ts turns
  * that answer into the 400 `invalid_json` the whole body would have had, in the family's shape.
  */
+/** The JSON value at [start, end) of `raw`; a 400 naming `what` when it is not valid. */
+function parseSpan(raw: Buffer, start: number, end: number, what: string): unknown {
+  try {
+    return JSON.parse(raw.toString('utf8', start, end));
+  } catch (err) {
+    throw new ClientError(400, 'invalid_json', `${what} of the request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
 function lazyObject(raw: Buffer, fields: TopLevelFields): Record<string, unknown> {
   const object: Record<string, unknown> = {};
   for (const [name, [start, end]] of fields) {
@@ -46,11 +57,7 @@ function lazyObject(raw: Buffer, fields: TopLevelFields): Record<string, unknown
       configurable: true,
       get() {
         if (!read) {
-          try {
-            value = JSON.parse(raw.toString('utf8', start, end));
-          } catch (err) {
-            throw new ClientError(400, 'invalid_json', `field ${JSON.stringify(name.slice(0, 64))} of the request body is not valid JSON: ${(err as Error).message}`);
-          }
+          value = parseSpan(raw, start, end, `field ${JSON.stringify(name.slice(0, 64))}`);
           read = true;
         }
         return value;
@@ -101,7 +108,7 @@ export function jsonBodyParser(limits: BodyParserLimits = { maxJsonDepth: DEFAUL
       done(refused, undefined);
       return;
     }
-    request.parsedBody = fields ? { raw, json, partial: true } : { raw, json };
+    request.parsedBody = fields ? { raw, json, partial: true, fields } : { raw, json };
     done(null, json);
   };
 }
@@ -114,6 +121,33 @@ export function bodyObject(request: FastifyRequest): Record<string, unknown> {
   if (json === undefined) throw new ClientError(400, 'invalid_json', 'request body must be a JSON object (Content-Type: application/json)');
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ClientError(400, 'invalid_json', 'request body must be a JSON object');
   return json as Record<string, unknown>;
+}
+
+/**
+ * The body as agents' planning needs it: the array `field` (a chat's `messages`, a Responses `input`) with only
+ * its last element that `wanted` accepts, the others left as holes (planning reads the last user message only).
+ * For a body parsed a field at a time, only the elements from the end back to that one are parsed, one by one:
+ * a coding agent's history is not. The body itself when it was parsed whole, or `field` is not an array.
+ */
+export function planningBody(request: FastifyRequest, field: string, wanted: (item: unknown) => boolean): Record<string, unknown> {
+  const body = bodyObject(request);
+  const parsed = request.parsedBody;
+  const span = parsed?.partial ? parsed.fields?.get(field) : undefined;
+  if (!parsed || !span) return body;
+  const elements = arrayElements(parsed.raw, span[0], span[1]);
+  if (!elements) return body;
+  const sparse: unknown[] = new Array(elements.length);
+  for (let i = elements.length - 1; i >= 0; i--) {
+    const [start, end] = elements[i]!;
+    const item = parseSpan(parsed.raw, start, end, `${JSON.stringify(field)}[${i}]`);
+    if (wanted(item)) {
+      sparse[i] = item;
+      break;
+    }
+  }
+  const view = Object.create(body) as Record<string, unknown>;
+  Object.defineProperty(view, field, { value: sparse, enumerable: true });
+  return view;
 }
 
 /** An AbortSignal that fires when the client goes away before its response is complete. */

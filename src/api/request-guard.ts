@@ -188,6 +188,28 @@ export function topLevelFields(bytes: Buffer): TopLevelFields | undefined {
   }
 }
 
+/**
+ * The elements of the JSON array at [start, end) of a body, [start, end) of each, found as topLevelFields finds
+ * values (structure only); undefined when it is not a well-formed array.
+ */
+export function arrayElements(bytes: Buffer, start: number, end: number): Array<[number, number]> | undefined {
+  if (bytes[start] !== OPEN_BRACKET) return undefined;
+  const out: Array<[number, number]> = [];
+  let i = skipSpace(bytes, start + 1);
+  if (bytes[i] === CLOSE_BRACKET) return i + 1 === end ? out : undefined;
+  for (;;) {
+    const e = valueEnd(bytes, i);
+    if (e < 0 || e > end) return undefined;
+    out.push([i, e]);
+    i = skipSpace(bytes, e);
+    if (bytes[i] === COMMA) {
+      i = skipSpace(bytes, i + 1);
+      continue;
+    }
+    return bytes[i] === CLOSE_BRACKET && i + 1 === end ? out : undefined;
+  }
+}
+
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
 

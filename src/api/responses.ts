@@ -9,11 +9,10 @@ import { randomBytes } from 'node:crypto';
 import type { JsonObject, SseEvent } from '../agents/index.js';
 import { bodyObject } from './body.js';
 import type { PromptPipeline } from './prompt-pipeline.js';
-import { chunkData, modelOf, namedEvent, proxyTo, servePrompt, type ChatBridge, type PromptFamily } from './serve-prompt.js';
+import { chunkData, isObject, modelOf, namedEvent, proxyTo, servePrompt, type ChatBridge, type PromptFamily } from './serve-prompt.js';
 import type { ProxyApp } from './types.js';
 import { OPENAI_ERRORS } from './upstream.js';
 
-const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 const newId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
 
 /** An input item's content (a string or input parts) as OpenAI chat content. */
@@ -47,7 +46,31 @@ function responseObject(body: JsonObject, id: string, itemId: string, text: stri
   };
 }
 
+/** An input item toChat makes a chat message of. */
+const isMessageItem = (item: unknown): item is JsonObject => isObject(item) && (item.type === undefined || item.type === 'message') && typeof item.role === 'string';
+const TEXT_PARTS = new Set(['input_text', 'output_text', 'text']);
+
 export const responsesBridge: ChatBridge = {
+  prompt: {
+    field: 'input',
+    wanted: (item) => isMessageItem(item) && item.role === 'user',
+    // What promptSlot finds in toChat's messages: the input itself, or the last user message item's content as it
+    // is, or its first text part with a string text.
+    text(body) {
+      if (typeof body.input === 'string') return body.input;
+      if (!Array.isArray(body.input)) return undefined;
+      for (let i = body.input.length - 1; i >= 0; i--) {
+        const item: unknown = body.input[i];
+        if (!isMessageItem(item) || item.role !== 'user') continue;
+        if (typeof item.content === 'string') return item.content;
+        if (!Array.isArray(item.content)) return undefined;
+        for (const part of item.content) if (isObject(part) && TEXT_PARTS.has(String(part.type)) && typeof part.text === 'string') return part.text;
+        return undefined;
+      }
+      return undefined;
+    },
+  },
+
   toChat(body) {
     const unsupported = new Set<string>();
     const messages: JsonObject[] = [];

@@ -8,11 +8,11 @@
 import { once } from 'node:events';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { completionEvents, parseSseStream, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../agents/index.js';
+import { completionEvents, parseSseStream, promptSlot, type AgentEndpoint, type AgentPlan, type AgentReply, type AgentSession, type JsonObject, type SseEvent } from '../agents/index.js';
 import { forwardedFrom, forwardedKeepAlive } from '../cluster/forwarded.js';
 import { ClientError } from '../models/index.js';
 import { agentResponseTransform, whenDone, writeAgentReply } from './agent-exchange.js';
-import { bodyObject, clientGone } from './body.js';
+import { bodyObject, clientGone, planningBody } from './body.js';
 import { requestKey } from './request-key.js';
 import { describeError } from './errors.js';
 import { countTokens, modelRefusal } from './policy-hook.js';
@@ -52,11 +52,34 @@ export interface ProxyOptions {
 }
 
 /**
+ * Where a family's prompt is, for deciding whether agents may run before anything is translated or parsed whole:
+ * the array `field` and which of its items can hold the prompt (the last such item is the only one parsed, see
+ * body.ts planningBody), and the prompt's text in that body: what planning reads (promptSlot) in its chat form.
+ */
+export interface PromptLocator {
+  field: string;
+  wanted(item: unknown): boolean;
+  text(body: JsonObject): string | undefined;
+}
+
+/** A JSON object (not an array, not null). */
+export const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** OpenAI's own shapes: a chat's last user message, a completion's prompt. */
+const OPENAI_PROMPTS: Record<AgentEndpoint, PromptLocator> = {
+  'chat/completions': { field: 'messages', wanted: (m) => isObject(m) && m.role === 'user', text: (body) => promptSlot('chat/completions', body)?.text },
+  completions: { field: 'prompt', wanted: () => false, text: (body) => promptSlot('completions', body)?.text },
+};
+
+/**
  * A family whose body is not OpenAI chat: how agents see it (toChat: the OpenAI chat request; `unsupported` names
- * content the translation cannot carry, refused only when agents run) and how their chat answers go back to it.
+ * content the translation cannot carry, refused only when agents run), where its prompt is without translating,
+ * and how their chat answers go back to it.
  */
 export interface ChatBridge {
   toChat(body: JsonObject): { chat: JsonObject; unsupported?: string };
+  /** Its prompt: `text` is what promptSlot finds in toChat's translation. */
+  prompt: PromptLocator;
   /** A whole chat.completion as the family's answer to `body`. */
   fromCompletion(completion: JsonObject, body: JsonObject): JsonObject;
   /** A chat.completion.chunk stream as the family's SSE text. */
@@ -177,11 +200,15 @@ export async function servePrompt(pipeline: PromptPipeline, request: FastifyRequ
       if (!reply.sent) reply.hijack();
       stopWatching = watchLoad(pipeline.pool, route.model.id, progress);
     };
-    // Translated for planning only when agents are loaded: with none, nothing is ever planned.
-    // A request another node forwarded had its agents run there.
+    // Planned only when an agent may run (the model has agents of its own, or its prompt starts with "/"), found
+    // on the last user message alone: otherwise a coding agent's turn is neither translated nor parsed whole (with
+    // the bundled agents loaded, 0.8 ms for a 200 KB Anthropic body). A request another node forwarded had its
+    // agents run there.
     const forwarded = forwardedFrom(request) !== undefined;
-    const view = family.bridge && pipeline.agents.size > 0 && !forwarded ? family.bridge.toChat(body) : undefined;
-    const plan = forwarded ? undefined : pipeline.agents.plan(family.endpoint, view?.chat ?? body, routeId(route));
+    const locator = family.bridge?.prompt ?? OPENAI_PROMPTS[family.endpoint];
+    const mayPlan = !forwarded && pipeline.agents.mayPlan(routeId(route), () => locator.text(planningBody(request, locator.field, (item) => locator.wanted(item))));
+    const view = mayPlan && family.bridge ? family.bridge.toChat(body) : undefined;
+    const plan = mayPlan ? pipeline.agents.plan(family.endpoint, view?.chat ?? body, routeId(route)) : undefined;
     // No agent: the raw bytes go out exactly as received.
     if (!plan) {
       watch();

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,6 +6,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { BUNDLED_AGENTS_DIR, loadAgents } from '../../src/agents/loader.js';
 import { AgentRegistry, loadAgentRegistry } from '../../src/agents/registry.js';
+import { promptSlot } from '../../src/agents/slash.js';
 import { buildConfig } from '../../src/config/index.js';
 
 const log = pino({ level: 'silent' });
@@ -119,6 +121,22 @@ describe('registry plan', () => {
   }
   const chat = (content: string) => ({ model: 'm', messages: [{ role: 'user', content }] });
   const names = (plan: ReturnType<AgentRegistry['plan']>) => plan?.chain.map((l) => `${l.agent.name}${l.args.length ? `(${l.args.join(',')})` : ''}`);
+
+  it('mayPlan is true wherever plan gives a chain, false for a plain prompt on a model without agents', async () => {
+    const r = await registry({ agented: ['a'] });
+    const prompt = fc.oneof(fc.string({ maxLength: 10 }), fc.constantFrom('/a x', ' /b', '/n 4 y', '/unknown', '/', 'hi /a', '\n/b z', '/chat-only q'));
+    fc.assert(
+      fc.property(prompt, fc.constantFrom('m', 'agented'), fc.constantFrom('chat/completions', 'completions') as fc.Arbitrary<'chat/completions' | 'completions'>, (text, model, endpoint) => {
+        const body = endpoint === 'completions' ? { model, prompt: text } : chat(text);
+        const slot = promptSlot(endpoint, body)?.text;
+        if (r.plan(endpoint, body, model)) expect(r.mayPlan(model, () => slot)).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+    expect(r.mayPlan('m', () => 'hello')).toBe(false);
+    expect(r.mayPlan('m', () => undefined)).toBe(false);
+    expect(r.mayPlan('agented', () => undefined)).toBe(true);
+  });
 
   it('no plan (forward as received) when the prompt names no agent', async () => {
     const r = await registry();
