@@ -122,6 +122,44 @@ function variantOf(id: unknown): { base: unknown; apply: (model: ResolvedModel) 
   };
 }
 
+/** How long a request id's resolution is reused (resolve.ts looks at a model file again after as long). */
+const RECENT_MS = 1000;
+
+/**
+ * The last resolutions of request ids, each for a second: every request resolves its model, and doing it again
+ * costs tens of microseconds on the proxy's hot path (the id parsed twice, the entry copied, its variant steps
+ * applied). An entry holds only while the config sections resolution reads are the ones it was made from (a
+ * reload replaces them); failures are not kept.
+ */
+class RecentResolutions {
+  private readonly entries = new Map<string, { model: ResolvedModel; at: number; from: readonly unknown[] }>();
+
+  constructor(private readonly config: Config) {}
+
+  private inputs(): unknown[] {
+    const c = this.config;
+    return [c.models, c.modelDefaults, c.pool, c.hub, c.modelsDir, c.cacheDir, c.ollama, c.lmstudio];
+  }
+
+  get(id: unknown): ResolvedModel | undefined {
+    if (typeof id !== 'string') return undefined;
+    const hit = this.entries.get(id);
+    if (!hit) return undefined;
+    const now = this.inputs();
+    if (Date.now() - hit.at >= RECENT_MS || hit.from.some((v, i) => v !== now[i])) {
+      this.entries.delete(id);
+      return undefined;
+    }
+    return hit.model;
+  }
+
+  set(id: unknown, model: ResolvedModel): void {
+    if (typeof id !== 'string') return;
+    if (this.entries.size >= 256) this.entries.clear();
+    this.entries.set(id, { model, at: Date.now(), from: this.inputs() });
+  }
+}
+
 export function modelResolver(deps: ResolutionDeps): ModelResolver {
   const said = new Set<string>();
   const noted = (model: ResolvedModel) => {
@@ -138,6 +176,7 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
   };
   if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [], probe: async (id) => ({ model: sync(id) }) };
   const hub = deps.hub;
+  const recent = new RecentResolutions(deps.config);
   const picker = deps.placer
     ? new QuantizationPicker({ hub, placer: deps.placer, ledger: () => deps.pool.ledgerView(), ...(deps.log ? { log: deps.log } : {}), ...(deps.cluster ? { cluster: deps.cluster } : {}) })
     : undefined;
@@ -146,6 +185,8 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
     quantizations: () => picker?.recent() ?? [],
     probe: (id) => probeModel(deps.config, id, hub, process.env, picker ? (repo: string, settings: ResolvedModel) => picker.pick(repo, settings) : undefined),
     async: async (id, ctx = {}) => {
+      const known = recent.get(id);
+      if (known) return known;
       const { base, apply } = variantOf(id);
       const model = await resolveModelAsync(deps.config, base, hub, {
         // A pinned model is loaded here at start and stays here: its variant is chosen for this node alone.
@@ -159,7 +200,9 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
         },
       });
       noted(model);
-      return apply(model);
+      const applied = apply(model);
+      recent.set(id, applied);
+      return applied;
     },
   };
 }
