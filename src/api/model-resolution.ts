@@ -129,7 +129,7 @@ const RECENT_MS = 1000;
  * The last resolutions of request ids, each for a second: every request resolves its model, and doing it again
  * costs tens of microseconds on the proxy's hot path (the id parsed twice, the entry copied, its variant steps
  * applied). An entry holds only while the config sections resolution reads are the ones it was made from (a
- * reload replaces them); failures are not kept.
+ * reload replaces them); failures and `:auto` choices are not kept.
  */
 class RecentResolutions {
   private readonly entries = new Map<string, { model: ResolvedModel; at: number; from: readonly unknown[] }>();
@@ -201,7 +201,8 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
       });
       noted(model);
       const applied = apply(model);
-      recent.set(id, applied);
+      // `:auto`'s choice follows the GPUs' room and the cluster's nodes, not the config: chosen again each time.
+      if (!applied.quantization) recent.set(id, applied);
       return applied;
     },
   };
