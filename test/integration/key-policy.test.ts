@@ -41,7 +41,9 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
           { name: 'ops', key: 'k-ops', role: 'admin' },
         ],
       },
-      models: { 'tiny-a': { path: files[51]!, ctx: 512 }, other: { path: files[51]!, ctx: 512 } },
+      // tiny-a's context is long enough that maxConcurrent's endless stream cannot end (context full) before the
+      // test's second request: on a loaded machine a 512-token one did, and that request went to the stopped instance.
+      models: { 'tiny-a': { path: files[51]!, ctx: 65_536, args: ['--override-kv', 'llama.context_length=int:65536'] }, other: { path: files[51]!, ctx: 512 } },
     });
   });
   afterAll(async () => {
