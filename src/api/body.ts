@@ -30,14 +30,6 @@ export interface BodyParserLimits {
 
 const LAZY_FROM_BYTES = 16 * 1024;
 
-/**
- * A large object body whose top-level values are parsed when first read (a getter per field; assigning one
- * replaces it). A request forwarded as it came reads its `model`, `stream` and the guarded fields: a coding
- * agent's 200 KB history is then never decoded nor parsed by the proxy (about 0.6 ms and as many bytes again of
- * garbage). A value that is not valid JSON is a 400 when it is read; one never read is llama-server's to refuse
- * (its parser is as strict as JSON.parse), which it does with a 500 naming the parse error: serve-prompt.ts turns
- * that answer into the 400 `invalid_json` the whole body would have had, in the family's shape.
- */
 /** The JSON value at [start, end) of `raw`; a 400 naming `what` when it is not valid. */
 function parseSpan(raw: Buffer, start: number, end: number, what: string): unknown {
   try {
@@ -47,6 +39,14 @@ function parseSpan(raw: Buffer, start: number, end: number, what: string): unkno
   }
 }
 
+/**
+ * A large object body whose top-level values are parsed when first read (a getter per field; assigning one
+ * replaces it). A request forwarded as it came reads its `model`, `stream` and the guarded fields: a coding
+ * agent's 200 KB history is then never decoded nor parsed by the proxy (about 0.6 ms and as many bytes again of
+ * garbage). A value that is not valid JSON is a 400 when it is read; one never read is llama-server's to refuse
+ * (its parser is as strict as JSON.parse), which it does with a 500 naming the parse error: serve-prompt.ts turns
+ * that answer into the 400 `invalid_json` the whole body would have had, in the family's shape.
+ */
 function lazyObject(raw: Buffer, fields: TopLevelFields): Record<string, unknown> {
   const object: Record<string, unknown> = {};
   for (const [name, [start, end]] of fields) {
