@@ -6,11 +6,11 @@
  * (errors.ts picks it by path, for fastify's handler and the key check too). With agents, the body is translated
  * to the OpenAI chat request agents see and the chat answer back (the bridge below).
  */
-import { promptSlot, type JsonObject, type SseEvent } from '../agents/index.js';
+import type { JsonObject, SseEvent } from '../agents/index.js';
 import { bodyObject } from './body.js';
 import { anthropicError } from './errors.js';
 import type { PromptPipeline } from './prompt-pipeline.js';
-import { chunkData, isObject, modelOf, namedEvent, proxyTo, servePrompt, type ChatBridge, type PromptFamily } from './serve-prompt.js';
+import { CHAT_PROMPT, chunkData, isObject, modelOf, namedEvent, proxyTo, servePrompt, type ChatBridge, type PromptFamily } from './serve-prompt.js';
 import type { ProxyApp } from './types.js';
 import type { ErrorFormat } from './upstream.js';
 
@@ -48,7 +48,7 @@ function messageId(id: unknown): string {
 export const anthropicBridge: ChatBridge = {
   // toChat keeps every message's role and its text blocks in order: the last user message is the same one, and
   // its first text block the chat's first text part.
-  prompt: { field: 'messages', wanted: (m) => isObject(m) && m.role === 'user', text: (body) => promptSlot('chat/completions', body)?.text },
+  prompt: CHAT_PROMPT,
 
   toChat(body) {
     const unsupported = new Set<string>();

@@ -65,9 +65,12 @@ export interface PromptLocator {
 /** A JSON object (not an array, not null). */
 export const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** A chat's last user message: OpenAI's own shape, and Anthropic's (its bridge keeps roles and text blocks in order). */
+export const CHAT_PROMPT: PromptLocator = { field: 'messages', wanted: (m) => isObject(m) && m.role === 'user', text: (body) => promptSlot('chat/completions', body)?.text };
+
 /** OpenAI's own shapes: a chat's last user message, a completion's prompt. */
 const OPENAI_PROMPTS: Record<AgentEndpoint, PromptLocator> = {
-  'chat/completions': { field: 'messages', wanted: (m) => isObject(m) && m.role === 'user', text: (body) => promptSlot('chat/completions', body)?.text },
+  'chat/completions': CHAT_PROMPT,
   completions: { field: 'prompt', wanted: () => false, text: (body) => promptSlot('completions', body)?.text },
 };
 
