@@ -122,7 +122,7 @@ function variantOf(id: unknown): { base: unknown; apply: (model: ResolvedModel) 
   };
 }
 
-/** How long a request id's resolution is reused (resolve.ts looks at a model file again after as long). */
+/** How long a request id's resolution (its model file found on disk included) is reused. */
 const RECENT_MS = 1000;
 
 /**
@@ -174,9 +174,22 @@ export function modelResolver(deps: ResolutionDeps): ModelResolver {
     noted(model);
     return apply(model);
   };
-  if (!deps.hub) return { sync, async: async (id) => sync(id), quantizations: () => [], probe: async (id) => ({ model: sync(id) }) };
-  const hub = deps.hub;
   const recent = new RecentResolutions(deps.config);
+  if (!deps.hub) {
+    return {
+      sync,
+      async: async (id) => {
+        const known = recent.get(id);
+        if (known) return known;
+        const model = sync(id);
+        recent.set(id, model);
+        return model;
+      },
+      quantizations: () => [],
+      probe: async (id) => ({ model: sync(id) }),
+    };
+  }
+  const hub = deps.hub;
   const picker = deps.placer
     ? new QuantizationPicker({ hub, placer: deps.placer, ledger: () => deps.pool.ledgerView(), ...(deps.log ? { log: deps.log } : {}), ...(deps.cluster ? { cluster: deps.cluster } : {}) })
     : undefined;

@@ -78,21 +78,10 @@ export interface InstanceRpc {
   reason: string;
 }
 
-/** How long a model file seen on disk is taken to be there without looking again. */
-const FILE_CHECK_MS = 1000;
-/** Files found, and when: every request resolves its model, and the check is two system calls (about 25 µs of a request's 0.8 ms of proxy CPU). */
-const filesSeen = new Map<string, number>();
-
 function requireFile(file: string, what: string): string {
-  const now = Date.now();
-  const seen = filesSeen.get(file);
-  if (seen !== undefined && now - seen < FILE_CHECK_MS) return file;
   if (!existsSync(file) || !statSync(file).isFile()) {
-    filesSeen.delete(file);
     throw new ClientError(404, 'model_not_found', `${what}: file ${file} does not exist`);
   }
-  if (filesSeen.size >= 1024) filesSeen.clear();
-  filesSeen.set(file, now);
   return file;
 }
 

@@ -33,6 +33,13 @@ describe('request ids resolved again within a second', () => {
     expect(await resolver.async('chat')).toBe(first);
   });
 
+  it('are reused without a hub too', async () => {
+    const { config } = setup();
+    const resolver = modelResolver({ config, pool: {} as unknown as Pool });
+    const first = await resolver.async('chat');
+    expect(await resolver.async('chat')).toBe(first);
+  });
+
   it('are resolved again once a reload replaced the models', async () => {
     const { dir, config, resolver } = setup();
     const first = await resolver.async('chat');
