@@ -106,6 +106,12 @@ export function modelOf(body: JsonObject): unknown {
   return body.model;
 }
 
+/** The client's body asks for a streamed answer (a bridge's translated body keeps the flag). */
+function asksStream(request: FastifyRequest): boolean {
+  const json = request.parsedBody?.json;
+  return isObject(json) && json.stream === true;
+}
+
 /** Takes the model's upstream (loading its instance if needed) and forwards the request to it. */
 export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest, reply: FastifyReply, route: ModelRoute, target: Target, options: ProxyOptions = {}): Promise<void> {
   const signal = options.signal ?? clientGone(reply);
@@ -143,6 +149,7 @@ export async function proxyTo(pipeline: PromptPipeline, request: FastifyRequest,
             path: upstream.node !== undefined && target.method === 'GET' ? request.url : target.path,
             ...(body ? { body, contentType: options.contentType ?? 'application/json' } : {}),
             headers: request.headers,
+            stream: asksStream(request),
             retryable,
             errors,
             tap: (chunk) => tail.push(chunk),

@@ -49,6 +49,13 @@ export interface UpstreamTarget {
    * cluster may take it): the exchange then goes once more elsewhere, like an unsent request.
    */
   refused?(status: number): boolean;
+  /**
+   * It closes the connection after a streamed answer although it announced keep-alive (llama-server does): a
+   * streamed request then says `connection: close` (undici's `reset`), so undici never sends the next request on
+   * that socket. Sent there, it failed and went again behind every request queued since: a flood's requests were
+   * overtaken by later ones.
+   */
+  readonly closesAfterStream?: boolean;
 }
 
 /**
@@ -77,6 +84,7 @@ export function instanceTarget(dispatcher: Dispatcher, instance: Instance, optio
     ...(options.closing ? { closing: options.closing } : {}),
     failure: (err) => (options.closing?.aborted ? { status: 503, message: SHUTTING_DOWN } : { status: 502, message: upstreamFailure(instance, err, options.readTimeoutMs) }),
     unsent: (err) => !options.closing?.aborted && isConnectionFailure(err),
+    closesAfterStream: true,
     settle: () => Promise.race([instance.waitExit(), sleep(EXIT_GRACE_MS)]),
   };
 }
@@ -185,6 +193,8 @@ export interface ForwardRequest {
   body?: string | Buffer;
   contentType?: string;
   headers?: IncomingHttpHeaders;
+  /** The body asks for a streamed answer (see UpstreamTarget.closesAfterStream). */
+  stream?: boolean;
   /** Chosen once the upstream status and content type are known; undefined passes the body through as is. */
   transform?: (status: number, contentType: string | undefined) => BodyTransform | undefined;
   /** How failures reach the client (default: OpenAI's shape, SSE events mid-stream). */
@@ -212,10 +222,11 @@ export interface ForwardResult {
 }
 
 /**
- * llama-server closes the connection after a streamed (SSE) answer although it announced keep-alive, so the
- * next request undici sends on that socket fails before any answer ("other side closed", UND_ERR_SOCKET): the
- * server never read it, and it is sent again. Each pooled socket can be stale once, so a few tries (a fresh
- * connection comes after the stale ones are gone). A dead instance fails them all at once (connection refused).
+ * A socket the server closed just as undici sent the next request on it: that request fails before any answer
+ * ("other side closed", UND_ERR_SOCKET), the server never read it, and it is sent again. A stream asked without
+ * its flag (see UpstreamTarget.closesAfterStream) or a server's idle close can still leave one. Each pooled socket
+ * can be stale once, so a few tries (a fresh connection comes after the stale ones are gone). A dead instance
+ * fails them all at once (connection refused).
  */
 function isStaleConnection(err: unknown): boolean {
   const code = (err as { code?: string }).code;
@@ -299,6 +310,7 @@ export async function openUpstream(target: UpstreamTarget, req: OpenRequest, sig
       path: req.path,
       headers: { ...target.headers, ...req.headers, accept: req.accept ?? 'application/json', ...(req.body !== undefined ? { 'content-type': 'application/json' } : {}) },
       body: req.body ?? null,
+      reset: target.closesAfterStream === true && req.accept === 'text/event-stream',
       signal: linked.signal,
       headersTimeout: target.headersTimeout,
       bodyTimeout: target.bodyTimeout,
@@ -347,6 +359,7 @@ export async function forward(target: UpstreamTarget, req: ForwardRequest, res: 
         path: req.path,
         headers,
         body: req.body ?? null,
+        reset: target.closesAfterStream === true && req.stream === true,
         signal: upstreamSignal,
         headersTimeout: target.headersTimeout,
         bodyTimeout: target.bodyTimeout,

@@ -71,12 +71,13 @@ describe.skipIf(!tools.server)(`key policy${tools.reason ? ` (skipped: ${tools.r
   });
 
   it('maxConcurrent: a second request while one is in flight is 429 with Retry-After', async () => {
-    // The first request is a long stream, in flight until the client leaves (no timing to rely on).
+    // The first request is a long stream, in flight until the client leaves (no timing to rely on; ignore_eos: a
+    // random model can reach its end token).
     const abort = new AbortController();
     const first = await fetch(`${t.url}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...bearer('k-one') },
-      body: JSON.stringify({ ...openaiChat('tiny-a'), max_tokens: 100_000, stream: true }),
+      body: JSON.stringify({ ...openaiChat('tiny-a'), max_tokens: 100_000, ignore_eos: true, stream: true }),
       signal: abort.signal,
     });
     expect(first.status).toBe(200);
