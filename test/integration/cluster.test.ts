@@ -66,7 +66,8 @@ export default {
       pool: { size: 4, portRange: instancePorts(index) },
       gpu: { source: 'simulated' as const, forceSimulated: true, simulated: gpus.map((g, i) => ({ name: `Sim ${name}${i}`, memoryMiB: Math.ceil(needMiB * g) })), reserveMiB: 0, overheadMiB: 1 },
       models: {
-        ...Object.fromEntries(MODELS.map((m, i) => [m, { path: files[SEEDS[i]!]!, ctx: CTX }])),
+        // e streams past its context (context shift) in the SIGKILL case: an answer that cannot end before its node dies.
+        ...Object.fromEntries(MODELS.map((m, i) => [m, { path: files[SEEDS[i]!]!, ctx: CTX, ...(m === 'e' ? { args: ['--context-shift'] } : {}) }])),
         // A model only node c knows.
         ...(name === 'c' ? { 'only-c': { path: files[36]!, ctx: CTX } } : {}),
       },
@@ -238,8 +239,9 @@ export default {
   it('a node killed with SIGKILL: the next request is served elsewhere within 5 s, nothing of it is left, and it rejoins', async () => {
     const pids = (await health('b')).servers.map((s) => s.pid);
     expect(pids.length).toBeGreaterThan(0);
-    // A stream through node a from node b, under way when node b dies (ignore_eos: a random model can end it early).
-    const streamed = await fetch(`${urls.a}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'e', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000, ignore_eos: true, stream: true }) });
+    // A stream through node a from node b, under way when node b dies: 100,000 tokens, no end token, past the
+    // context (a loaded machine's client can read its first chunk after a 1,000-token answer is all generated).
+    const streamed = await fetch(`${urls.a}/v1/chat/completions`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'e', messages: [{ role: 'user', content: 'hi' }], max_tokens: 100_000, ignore_eos: true, stream: true }) });
     expect(streamed.headers.get('x-llama-smart-proxy-node')).toBe('node-b');
     const reader = streamed.body!.getReader();
     let received = new TextDecoder().decode((await reader.read()).value);
